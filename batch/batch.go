@@ -1,0 +1,222 @@
+package batch
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/kinfer/kinfer/internal/tensor"
+)
+
+// Batch is a group of rows with one shape key, stacked and ready to infer.
+type Batch struct {
+	// Key is the shape signature shared by the rows: per input, sorted by
+	// name, "name:dtype[dims]" joined by "|", with a padded axis shown as its
+	// bucket, or "?" when padding to the longest row; for example
+	// "attention_mask:int64[32]|input_ids:int64[32]".
+	Key string
+	// Refs are the rows' Item.Ref, in the order the rows were added.
+	Refs []any
+	// Inputs are the stacked (and padded) tensors with a leading batch dim,
+	// plus the generated mask when Config.MaskInput is set.
+	Inputs map[string]*tensor.Tensor
+	// Enqueued is when each row was added, for queue-wait metrics.
+	Enqueued []time.Time
+	// PaddedElems of TotalElems elements of the stacked inputs (not
+	// counting the mask) are padding: the padding ratio metric.
+	PaddedElems, TotalElems int
+	// TruncatedRows is how many rows were cut to the largest bucket.
+	TruncatedRows int
+
+	pads []padInfo      // one per padded input, sorted by name
+	mask string         // the generated mask's name in Inputs, or ""
+	trim map[string]int // Config.TrimAxis, shared and read-only
+}
+
+// padInfo is what Split needs to trim one padded input's axis.
+type padInfo struct {
+	name   string
+	axis   int     // per-row axis
+	length int64   // padded length in this batch
+	lens   []int64 // per row: the real length
+}
+
+// Len is the number of rows in the batch.
+func (b *Batch) Len() int { return len(b.Refs) }
+
+// Split un-batches model outputs into one map per row, in row order. Every
+// output must have the batch size as its leading dim.
+//
+// An output listed in Config.TrimAxis is trimmed at that per-row axis, to
+// the real lengths of the padded input whose padded length the axis has
+// (or never, for -1). Any other output whose per-row shape has, at a padded
+// input's PadSpec.Axis, exactly that input's padded length is taken to
+// carry the padded axis, and each row is trimmed back to its real length
+// there. If several padded inputs match such an output at different axes
+// or with different real lengths, and trimming would change a row, Split
+// returns an error rather than guess: set TrimAxis for that output.
+//
+// Untrimmed rows, and rows trimmed on their outermost blocks, are views of
+// the output's backing array: do not modify them while another row's
+// tensors are in use.
+func (b *Batch) Split(outputs map[string]*tensor.Tensor) ([]map[string]*tensor.Tensor, error) {
+	n := b.Len()
+	rows := make([]map[string]*tensor.Tensor, n)
+	for r := range rows {
+		rows[r] = make(map[string]*tensor.Tensor, len(outputs))
+	}
+	for name, t := range outputs {
+		if !wellFormed(t) {
+			return nil, fmt.Errorf("batch: splitting output %q: %s", name, tensorProblem(t))
+		}
+		if len(t.Shape) == 0 || t.Shape[0] != int64(n) {
+			return nil, fmt.Errorf("batch: splitting output %q of shape %s: want leading dim %d (the batch size)",
+				name, tensor.ShapeString(t.Shape), n)
+		}
+		rowShape := append([]int64(nil), t.Shape[1:]...)
+		per := tensor.NumElements(rowShape)
+		pd, axis, err := b.padFor(name, rowShape)
+		if err != nil {
+			return nil, err
+		}
+		for r := range n {
+			lo := r * per
+			if pd == nil || pd.lens[r] == pd.length {
+				rows[r][name] = &tensor.Tensor{DType: t.DType, Shape: rowShape, Data: tensor.SliceData(t.Data, lo, lo+per)}
+				continue
+			}
+			rows[r][name] = trimRow(t, rowShape, lo, axis, int(pd.lens[r]))
+		}
+	}
+	return rows, nil
+}
+
+// padFor picks the padded input whose lengths an output with this per-row
+// shape is trimmed to, and the output's axis to trim; nil when none.
+func (b *Batch) padFor(name string, rowShape []int64) (*padInfo, int, error) {
+	if len(b.pads) == 0 {
+		return nil, 0, nil
+	}
+	if axis, ok := b.trim[name]; ok {
+		if axis < 0 {
+			return nil, 0, nil
+		}
+		if axis >= len(rowShape) {
+			return nil, 0, fmt.Errorf("batch: splitting output %q of per-row shape %s: TrimAxis %d is past its rank",
+				name, tensor.ShapeString(rowShape), axis)
+		}
+		for i := range b.pads {
+			if b.pads[i].length == rowShape[axis] {
+				return &b.pads[i], axis, nil
+			}
+		}
+		return nil, 0, fmt.Errorf("batch: splitting output %q of per-row shape %s: TrimAxis %d has size %d, no padded input has that padded length",
+			name, tensor.ShapeString(rowShape), axis, rowShape[axis])
+	}
+	var pick *padInfo
+	for i := range b.pads {
+		pd := &b.pads[i]
+		if pd.axis >= len(rowShape) || rowShape[pd.axis] != pd.length || !pd.short() {
+			continue
+		}
+		if pick == nil {
+			pick = pd
+			continue
+		}
+		if pick.axis != pd.axis || !slices.Equal(pick.lens, pd.lens) {
+			return nil, 0, fmt.Errorf("batch: splitting output %q of per-row shape %s: it could carry the padded axis of %q (axis %d) or of %q (axis %d); set Config.TrimAxis[%q]",
+				name, tensor.ShapeString(rowShape), pick.name, pick.axis, pd.name, pd.axis, name)
+		}
+	}
+	if pick == nil {
+		return nil, 0, nil
+	}
+	return pick, pick.axis, nil
+}
+
+// short reports whether any row is shorter than the padded length.
+func (pd *padInfo) short() bool {
+	for _, l := range pd.lens {
+		if l != pd.length {
+			return true
+		}
+	}
+	return false
+}
+
+// trimRow returns the row starting at element lo of t, cut to keep
+// positions along axis.
+func trimRow(t *tensor.Tensor, rowShape []int64, lo, axis, keep int) *tensor.Tensor {
+	shape := append([]int64(nil), rowShape...)
+	shape[axis] = int64(keep)
+	g := geomOf(rowShape, axis)
+	out := &tensor.Tensor{DType: t.DType, Shape: shape}
+	if g.outer == 1 {
+		out.Data = tensor.SliceData(t.Data, lo, lo+keep*g.inner)
+		return out
+	}
+	switch d := t.Data.(type) {
+	case []float32:
+		out.Data = trimCopy(d[lo:lo+g.per], g, keep)
+	case []float64:
+		out.Data = trimCopy(d[lo:lo+g.per], g, keep)
+	case []int32:
+		out.Data = trimCopy(d[lo:lo+g.per], g, keep)
+	case []int64:
+		out.Data = trimCopy(d[lo:lo+g.per], g, keep)
+	case []uint8:
+		out.Data = trimCopy(d[lo:lo+g.per], g, keep)
+	case []int8:
+		out.Data = trimCopy(d[lo:lo+g.per], g, keep)
+	case []bool:
+		out.Data = trimCopy(d[lo:lo+g.per], g, keep)
+	}
+	return out
+}
+
+func trimCopy[E any](src []E, g geom, keep int) []E {
+	block, kept := g.length*g.inner, keep*g.inner
+	dst := make([]E, 0, g.outer*kept)
+	for o := range g.outer {
+		dst = append(dst, src[o*block:o*block+kept]...)
+	}
+	return dst
+}
+
+// slice is the sub-batch of rows [lo, hi): views of b's tensors, mask
+// included, with the same key and padded lengths.
+func (b *Batch) slice(lo, hi int) *Batch {
+	sub := &Batch{
+		Key:      b.Key,
+		Refs:     b.Refs[lo:hi:hi],
+		Enqueued: b.Enqueued[lo:hi:hi],
+		Inputs:   make(map[string]*tensor.Tensor, len(b.Inputs)),
+		mask:     b.mask,
+		trim:     b.trim,
+	}
+	n := b.Len()
+	for name, t := range b.Inputs {
+		per := 0
+		if n > 0 {
+			per = t.Len() / n
+		}
+		shape := append([]int64(nil), t.Shape...)
+		shape[0] = int64(hi - lo)
+		sub.Inputs[name] = &tensor.Tensor{DType: t.DType, Shape: shape, Data: tensor.SliceData(t.Data, lo*per, hi*per)}
+		if name != b.mask {
+			sub.TotalElems += (hi - lo) * per
+		}
+	}
+	if len(b.pads) > 0 {
+		sub.pads = make([]padInfo, len(b.pads))
+		for i, pd := range b.pads {
+			pd.lens = pd.lens[lo:hi:hi]
+			sub.pads[i] = pd
+			g := geomOf(sub.Inputs[pd.name].Shape[1:], pd.axis)
+			for _, l := range pd.lens {
+				sub.PaddedElems += g.per - g.outer*int(l)*g.inner
+			}
+		}
+	}
+	return sub
+}

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kinfer/kinfer/handlers/onnx"
+)
+
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	dir, _ := os.Getwd()
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found")
+		}
+		dir = parent
+	}
+}
+
+// needORT skips without the ONNX Runtime library, except in CI where it
+// must be there.
+func needORT(t *testing.T) {
+	t.Helper()
+	if _, err := onnx.LibraryPath(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("ONNX Runtime is required in CI: %v", err)
+		}
+		t.Skipf("ONNX Runtime library not found (run `make ort`): %v", err)
+	}
+}
+
+// exampleWith writes the fraud example's pipeline.yaml with one edit, in a
+// temp dir, with absolute paths.
+func exampleWith(t *testing.T, old, new string) string {
+	t.Helper()
+	root := repoRoot(t)
+	b, err := os.ReadFile(filepath.Join(root, "examples/fraud/pipeline.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.ReplaceAll(string(b), "../../testdata", filepath.Join(root, "testdata"))
+	s = strings.ReplaceAll(s, "input_schema_file: transaction.avsc", "input_schema_file: "+filepath.Join(root, "examples/fraud/transaction.avsc"))
+	if old != "" {
+		if !strings.Contains(s, old) {
+			t.Fatalf("example has no %q", old)
+		}
+		s = strings.Replace(s, old, new, 1)
+	}
+	p := filepath.Join(t.TempDir(), "pipeline.yaml")
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// kinfer validate names the file, the field and expected vs found, and
+// exits 2, for each way a pipeline can disagree with its schema or model.
+func TestValidate(t *testing.T) {
+	needORT(t)
+	cases := []struct {
+		name, old, new string
+		code           int
+		want           []string
+	}{
+		{"valid", "", "", 0, []string{"pipeline.yaml: valid", "input  features float32[?,8]", `"name":"fraud_label","type":"long"`}},
+		{"dtype differs from the model", "dtype: float32", "dtype: float64", 2, []string{"model.inputs[0].dtype: model input \"features\" expects float32, found float64"}},
+		{"tensor the model lacks", "- tensor: features", "- tensor: feats", 2, []string{`model.inputs[0].tensor: model "fraud" has no input "feats" (it has: features float32[?,8])`, "model input features float32[?,8] is not mapped"}},
+		{"field of the wrong Avro type", "fields: [amount,", "fields: [transaction_id,", 2, []string{"model.inputs", "transaction_id", "string"}},
+		{"field not in the schema", "fields: [amount,", "fields: [amountt,", 2, []string{"model.inputs", "amountt"}},
+		{"shape differs from the model", "shape: [8]", "shape: [8, 1]", 2, []string{"model.inputs[0].shape"}},
+		{"output the model lacks", "- tensor: probabilities", "- tensor: probs", 2, []string{`model.outputs[1].tensor: model "fraud" has no output "probs"`}},
+		{"missing model file", "model.onnx", "nope.onnx", 2, []string{"model.path: loading", "nope.onnx"}},
+		{"pass-through field not in the schema", "passthrough: [transaction_id, account_id]", "passthrough: [transaction_id, acount_id]", 2, []string{"acount_id"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := exampleWith(t, tc.old, tc.new)
+			var stdout, stderr bytes.Buffer
+			code := run([]string{"validate", "--config", cfg}, &stdout, &stderr)
+			out := stdout.String() + stderr.String()
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d:\n%s", code, tc.code, out)
+			}
+			if tc.code != 0 && !strings.Contains(out, cfg) {
+				t.Errorf("error does not name the file %s:\n%s", cfg, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+}
+
+func TestUsage(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"--help"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "validate") {
+		t.Fatalf("--help: exit %d\n%s", code, stdout.String())
+	}
+	stdout.Reset()
+	if code := run([]string{"frobnicate"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), `unknown command "frobnicate"`) {
+		t.Fatalf("unknown command: exit %d\n%s", code, stderr.String())
+	}
+	stderr.Reset()
+	if code := run([]string{"run", "--help"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "At-least-once") {
+		t.Fatalf("run --help: exit %d\n%s", code, stderr.String())
+	}
+	if code := run([]string{"run", "--config", "/nonexistent.yaml"}, &stdout, &stderr); code != 1 {
+		t.Fatalf("missing config: exit %d", code)
+	}
+}

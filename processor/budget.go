@@ -1,0 +1,59 @@
+package processor
+
+import (
+	"context"
+	"sync"
+)
+
+// budget caps records and bytes in flight. acquire blocks while the cap is
+// reached, which stops the poll loop and so stops fetching; nothing is
+// dropped. One record larger than the byte cap is let through alone so it
+// cannot wedge the pipeline.
+type budget struct {
+	mu       sync.Mutex
+	cond     *sync.Cond
+	maxRecs  int
+	maxBytes int64
+	recs     int
+	bytes    int64
+}
+
+func newBudget(maxRecs int, maxBytes int64) *budget {
+	b := &budget{maxRecs: maxRecs, maxBytes: maxBytes}
+	b.cond = sync.NewCond(&b.mu)
+	return b
+}
+
+func (b *budget) acquire(ctx context.Context, n int64) error {
+	stop := context.AfterFunc(ctx, func() {
+		b.mu.Lock()
+		b.cond.Broadcast()
+		b.mu.Unlock()
+	})
+	defer stop()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.recs >= b.maxRecs || (b.recs > 0 && b.bytes+n > b.maxBytes) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		b.cond.Wait()
+	}
+	b.recs++
+	b.bytes += n
+	return nil
+}
+
+func (b *budget) release(n int64) {
+	b.mu.Lock()
+	b.recs--
+	b.bytes -= n
+	b.mu.Unlock()
+	b.cond.Broadcast()
+}
+
+func (b *budget) inFlight() (int, int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.recs, b.bytes
+}

@@ -1,0 +1,216 @@
+package schema
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"strconv"
+	"unsafe"
+)
+
+type convResult uint8
+
+const (
+	convOK convResult = iota
+	convWrongType
+	convRange
+	convNaN
+)
+
+type number interface {
+	float32 | float64 | int32 | int64 | uint8 | int8
+}
+
+// rowConv converts native Avro values into a typed row of the same length.
+// On failure it returns the index of the offending value and why.
+type rowConv[T any] func(mp *mapping, row []T, items []any) (bad int, r convResult)
+
+// numRow converts native values to T. Integers convert to floats; floats
+// never convert to integers; integers out of T's range are rejected rather
+// than wrapped. The type switch sits inside the loop (rather than in a
+// per-element function) because this is the hot path for array fields.
+func numRow[T number](mp *mapping, row []T, items []any) (int, convResult) {
+	row = row[:len(items)]
+	for i, it := range items {
+		switch x := it.(type) {
+		case float32:
+			if !mp.isFloat {
+				return i, convWrongType
+			}
+			if x != x && !mp.allowNaN {
+				return i, convNaN
+			}
+			row[i] = T(x)
+		case float64:
+			if !mp.isFloat {
+				return i, convWrongType
+			}
+			if x != x && !mp.allowNaN {
+				return i, convNaN
+			}
+			row[i] = T(x)
+		case int32:
+			r := T(x)
+			if !mp.isFloat && int64(r) != int64(x) {
+				return i, convRange
+			}
+			row[i] = r
+		case int64:
+			r := T(x)
+			if !mp.isFloat && int64(r) != x {
+				return i, convRange
+			}
+			row[i] = r
+		case int:
+			r := T(x)
+			if !mp.isFloat && int64(r) != int64(x) {
+				return i, convRange
+			}
+			row[i] = r
+		case bool:
+			if x {
+				row[i] = 1
+			} else {
+				row[i] = 0
+			}
+		default:
+			return i, convWrongType
+		}
+	}
+	return -1, convOK
+}
+
+func boolRow(_ *mapping, row []bool, items []any) (int, convResult) {
+	row = row[:len(items)]
+	for i, it := range items {
+		b, ok := it.(bool)
+		if !ok {
+			return i, convWrongType
+		}
+		row[i] = b
+	}
+	return -1, convOK
+}
+
+func (mp *mapping) convError(field string, index int, v any, r convResult) error {
+	at := ""
+	if index >= 0 {
+		at = ": element " + strconv.Itoa(index)
+	}
+	switch r {
+	case convNaN:
+		return errorf(ReasonNaN, "input %q: field %q%s: NaN is not allowed", mp.tensor, field, at)
+	case convRange:
+		return errorf(ReasonWrongType, "input %q: field %q%s: value %v is out of range for %s", mp.tensor, field, at, v, mp.dtype)
+	}
+	return errorf(ReasonWrongType, "input %q: field %q%s: %s value cannot feed %s", mp.tensor, field, at, nativeTypeName(v), mp.dtype)
+}
+
+// nativeTypeName names the Avro type behind a goavro native value, for
+// error messages.
+func nativeTypeName(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "boolean"
+	case int32:
+		return "int"
+	case int64, int:
+		return "long"
+	case float32:
+		return "float"
+	case float64:
+		return "double"
+	case string:
+		return "string"
+	case []byte:
+		return "bytes"
+	case []any:
+		return "array"
+	case map[string]any:
+		return "record or map"
+	}
+	return fmt.Sprintf("Go %T", v)
+}
+
+// hostLittleEndian is true on the platforms kinfer runs on (amd64, arm64),
+// where raw tensor bytes already have the in-memory layout of the typed
+// slice and can be copied wholesale.
+var hostLittleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
+// copyLE copies little-endian elements from b into d in one memmove when
+// the host is little-endian, and reports whether it did.
+func copyLE[T float32 | float64 | int32 | int64](d []T, b []byte) bool {
+	if !hostLittleEndian || len(d) == 0 {
+		return len(d) == 0
+	}
+	size := int(unsafe.Sizeof(d[0]))
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(&d[0])), len(d)*size), b[:len(d)*size])
+	return true
+}
+
+func rawFloat32(b []byte, n int, allowNaN bool) ([]float32, int) {
+	d := make([]float32, n)
+	if !copyLE(d, b) {
+		for i := range d {
+			d[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i : 4*i+4]))
+		}
+	}
+	if !allowNaN {
+		for i, f := range d {
+			if f != f {
+				return nil, i
+			}
+		}
+	}
+	return d, -1
+}
+
+func rawFloat64(b []byte, n int, allowNaN bool) ([]float64, int) {
+	d := make([]float64, n)
+	if !copyLE(d, b) {
+		for i := range d {
+			d[i] = math.Float64frombits(binary.LittleEndian.Uint64(b[8*i : 8*i+8]))
+		}
+	}
+	if !allowNaN {
+		for i, f := range d {
+			if f != f {
+				return nil, i
+			}
+		}
+	}
+	return d, -1
+}
+
+func rawInt32(b []byte, n int) []int32 {
+	d := make([]int32, n)
+	if !copyLE(d, b) {
+		for i := range d {
+			d[i] = int32(binary.LittleEndian.Uint32(b[4*i : 4*i+4]))
+		}
+	}
+	return d
+}
+
+func rawInt64(b []byte, n int) []int64 {
+	d := make([]int64, n)
+	if !copyLE(d, b) {
+		for i := range d {
+			d[i] = int64(binary.LittleEndian.Uint64(b[8*i : 8*i+8]))
+		}
+	}
+	return d
+}
+
+func rawBool(b []byte, n int) ([]bool, int) {
+	d := make([]bool, n)
+	for i, c := range b[:n] {
+		if c > 1 {
+			return nil, i
+		}
+		d[i] = c == 1
+	}
+	return d, -1
+}

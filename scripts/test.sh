@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# test.sh runs kinfer's whole test suite: vet, unit tests, the race detector
+# on the concurrent packages, brief fuzzing, and the integration tests
+# against a real Apache Kafka broker. With the argument "integration" it runs
+# only the integration tests.
+#
+# The broker: KINFER_TEST_BROKERS if set, else a local KRaft broker started
+# from the Maven Central jars (deploy/kafka/kafka.sh) and stopped on exit.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+only=${1:-all}
+started=0
+cleanup() {
+  if [[ $started == 1 ]]; then
+    bash deploy/kafka/kafka.sh stop || true
+  fi
+}
+trap cleanup EXIT
+
+if [[ -z ${KINFER_TEST_BROKERS:-} ]]; then
+  out=$(bash deploy/kafka/kafka.sh start)
+  started=1
+  export KINFER_TEST_BROKERS=${out##*KINFER_TEST_BROKERS=}
+fi
+echo "test.sh: real Kafka broker at $KINFER_TEST_BROKERS"
+
+if [[ $only == all ]]; then
+  echo "== vet"
+  make -s vet
+  echo "== race (concurrent packages)"
+  make -s race
+  echo "== fuzz (${FUZZTIME:-10s} per target)"
+  bash scripts/fuzz.sh "${FUZZTIME:-10s}"
+fi
+
+echo "== tests (unit and integration)"
+go test -count=1 -timeout 30m ./...

@@ -1,0 +1,568 @@
+#!/usr/bin/env python3
+"""Generate the ONNX model fixtures under testdata/models/.
+
+Each model gets a folder testdata/models/<name>/ with:
+  model.onnx     the model (opset 17, IR version 8)
+  expected.json  inputs and the framework's own outputs for them
+                 (scikit-learn's predict / predict_proba, or numpy's),
+                 which the Go tests compare kinfer's results against.
+
+Everything is seeded, so a rerun reproduces the same files on the same
+platform (BLAS differences elsewhere may change the last bits of trained
+weights, but model.onnx and expected.json always stay consistent with
+each other because both come from the same run).
+
+Every model is cross-checked against onnxruntime here; the script exits
+non-zero if any check fails.
+
+Regenerate (from the repository root):
+  python3 -m venv .cache/fixtures-venv
+  .cache/fixtures-venv/bin/pip install -r testdata/models/requirements.txt
+  .cache/fixtures-venv/bin/python testdata/models/make_models.py
+"""
+
+import json
+import math
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from skl2onnx import convert_sklearn
+from skl2onnx.common.data_types import FloatTensorType
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OPSET = 17
+ML_OPSET = 3  # ai.onnx.ml
+IR_VERSION = 8  # IR version that goes with opset 17
+TOL = 1e-5
+MAX_MODEL_BYTES = 500 * 1024
+MAX_EXPECTED_BYTES = 1024 * 1024
+
+FAILURES = []
+
+
+def check(name, ok, msg):
+    print(f"  [{'ok' if ok else 'FAIL'}] {name}: {msg}")
+    if not ok:
+        FAILURES.append(f"{name}: {msg}")
+
+
+# ---------------------------------------------------------------- JSON output
+
+def f32_str(x):
+    """Shortest decimal that parses back (float64 or float32 parse) to x as float32."""
+    v = np.float32(x)
+    s = np.format_float_positional(v, unique=True, trim="-")
+    if np.float32(float(s)) != v:  # guard against double rounding through float64
+        s = repr(float(v))
+    return s
+
+
+def f64_str(x):
+    return repr(float(x))
+
+
+def enc(value, kind):
+    """Encode a scalar / nested list as compact JSON text. kind: f32, f64, int."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return "[" + ",".join(enc(v, kind) for v in value) + "]"
+    if kind == "int":
+        return str(int(value))
+    if kind == "f32":
+        return f32_str(value)
+    x = float(value)
+    if not math.isfinite(x):
+        raise ValueError("non-finite value in expected output")
+    return f64_str(x)
+
+
+def write_expected(path, header, inputs, outputs):
+    """Write expected.json with one row per line.
+
+    header: dict of plain JSON metadata.
+    inputs / outputs: dict name -> (rows, kind).
+    """
+    lines = ["{"]
+    for k, v in header.items():
+        lines.append(f"{json.dumps(k)}:{json.dumps(v)},")
+
+    def section(title, d, last):
+        lines.append(f"{json.dumps(title)}:{{")
+        items = list(d.items())
+        for i, (name, (rows, kind)) in enumerate(items):
+            lines.append(f"{json.dumps(name)}:[")
+            body = [enc(r, kind) for r in rows]
+            lines.append(",\n".join(body))
+            lines.append("]" + ("," if i < len(items) - 1 else ""))
+        lines.append("}" + ("" if last else ","))
+
+    section("inputs", inputs, False)
+    section("outputs", outputs, True)
+    lines.append("}")
+    text = "\n".join(lines) + "\n"
+    json.loads(text)  # must be valid JSON
+    with open(path, "w") as f:
+        f.write(text)
+
+
+# ---------------------------------------------------------------- ONNX helpers
+
+TYPE_NAMES = {
+    TensorProto.FLOAT: "float32",
+    TensorProto.INT64: "int64",
+    TensorProto.INT32: "int32",
+    TensorProto.DOUBLE: "float64",
+}
+
+
+def describe(vi):
+    t = vi.type.tensor_type
+    dims = []
+    for d in t.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(d.dim_value)
+        elif d.HasField("dim_param"):
+            dims.append(d.dim_param)
+        else:
+            dims.append(None)
+    return {"name": vi.name, "dtype": TYPE_NAMES.get(t.elem_type, str(t.elem_type)), "shape": dims}
+
+
+def signature(model):
+    return {
+        "inputs": [describe(v) for v in model.graph.input],
+        "outputs": [describe(v) for v in model.graph.output],
+    }
+
+
+def finalize(model, name, doc):
+    model.ir_version = IR_VERSION
+    model.producer_name = "kinfer testdata/models/make_models.py"
+    model.doc_string = doc
+    model.graph.name = name
+    # skl2onnx may list the default domain twice; keep one entry per domain.
+    seen, uniq = set(), []
+    for imp in model.opset_import:
+        key = "" if imp.domain == "ai.onnx" else imp.domain
+        if key not in seen:
+            seen.add(key)
+            uniq.append(helper.make_opsetid(key, imp.version))
+    del model.opset_import[:]
+    model.opset_import.extend(uniq)
+    for imp in model.opset_import:
+        # skl2onnx declares the lowest opset its ops need (<= target_opset).
+        if imp.domain in ("", "ai.onnx") and imp.version > OPSET:
+            raise RuntimeError(f"{name}: unexpected opset {imp.version}")
+        if imp.domain == "ai.onnx.ml" and imp.version > ML_OPSET:
+            raise RuntimeError(f"{name}: unexpected ai.onnx.ml opset {imp.version}")
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def save_model(model, folder):
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "model.onnx")
+    onnx.save_model(model, path)
+    return path
+
+
+def session(path):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    return ort.InferenceSession(path, sess_options=so, providers=["CPUExecutionProvider"])
+
+
+def sizes_ok(folder):
+    m = os.path.getsize(os.path.join(folder, "model.onnx"))
+    e = os.path.getsize(os.path.join(folder, "expected.json"))
+    check(os.path.basename(folder), m < MAX_MODEL_BYTES and e < MAX_EXPECTED_BYTES,
+          f"model.onnx {m} B, expected.json {e} B")
+
+
+def sklearn_to_onnx(pipe, clf, input_name, n_features):
+    onx = convert_sklearn(
+        pipe,
+        initial_types=[(input_name, FloatTensorType([None, n_features]))],
+        options={id(clf): {"zipmap": False}},
+        target_opset={"": OPSET, "ai.onnx.ml": ML_OPSET},
+    )
+    return onx
+
+
+def crosscheck_classifier(tag, path, input_name, X32, labels, proba):
+    sess = session(path)
+    out_names = [o.name for o in sess.get_outputs()]
+    res = dict(zip(out_names, sess.run(None, {input_name: X32})))
+    diff = float(np.max(np.abs(res["probabilities"].astype(np.float64) - proba.astype(np.float64))))
+    same = bool(np.array_equal(res["label"].astype(np.int64), labels.astype(np.int64)))
+    print(f"  {tag}: onnxruntime vs sklearn max |probabilities diff| = {diff:.3e}, labels equal = {same}")
+    check(tag, diff < TOL, f"probabilities max abs diff {diff:.3e} < {TOL}")
+    check(tag, same, "labels identical")
+    return diff
+
+
+# ---------------------------------------------------------------- 1. fraud
+
+FRAUD_FEATURES = [
+    "amount", "merchant_risk", "distance_km", "hour_of_day",
+    "txn_count_1h", "account_age_days", "is_foreign", "avg_amount_30d",
+]
+
+
+def make_fraud_data(n, rng):
+    avg_amount_30d = np.round(np.exp(rng.normal(3.6, 0.7, n)), 2)            # ~ 37 typical
+    spike = rng.random(n) < 0.08
+    ratio = np.where(spike, np.exp(rng.normal(1.5, 0.8, n)), np.exp(rng.normal(0.0, 0.5, n)))
+    amount = np.round(np.clip(avg_amount_30d * ratio, 0.5, 10000.0), 2)
+    merchant_risk = np.round(rng.beta(1.5, 8.0, n), 3)                          # 0..1, mostly low
+    is_foreign = (rng.random(n) < 0.12).astype(np.float64)
+    distance_km = np.round(np.where(is_foreign == 1,
+                                    rng.gamma(2.0, 900.0, n),
+                                    rng.gamma(1.2, 15.0, n)), 1)
+    hour_probs = np.array([1, .7, .5, .4, .4, .6, 1.2, 2.5, 4, 5, 5.5, 6, 6.5, 6, 5.5, 5.5,
+                           6, 6.5, 6.5, 6, 5, 4, 3, 2], dtype=np.float64)
+    hour_of_day = rng.choice(24, size=n, p=hour_probs / hour_probs.sum()).astype(np.float64)
+    txn_count_1h = rng.poisson(0.8, n).astype(np.float64)
+    account_age_days = np.floor(rng.exponential(700.0, n)).astype(np.float64) + 1.0
+
+    night = ((hour_of_day <= 4) | (hour_of_day >= 23)).astype(np.float64)
+    logit = (-6.0
+             + 1.0 * np.log(amount / avg_amount_30d)
+             + 0.004 * (amount - avg_amount_30d)
+             + 7.0 * merchant_risk
+             + 0.5 * np.log1p(distance_km)
+             + 1.2 * night
+             + 0.8 * txn_count_1h
+             + 1.0 * is_foreign
+             - 0.0012 * account_age_days
+             + rng.normal(0.0, 0.5, n))
+    p = 1.0 / (1.0 + np.exp(-logit))
+    y = (rng.random(n) < p).astype(np.int64)
+    X = np.column_stack([amount, merchant_risk, distance_km, hour_of_day,
+                         txn_count_1h, account_age_days, is_foreign, avg_amount_30d])
+    # Make the training data exactly what the float32 tensor will carry.
+    X = X.astype(np.float32).astype(np.float64)
+    return X, y
+
+
+def make_fraud():
+    print("fraud:")
+    rng = np.random.default_rng(20240601)
+    X, y = make_fraud_data(20000, rng)
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, random_state=7, stratify=y)
+    clf = LogisticRegression(C=1.0, max_iter=1000)
+    pipe = Pipeline([("scaler", StandardScaler()), ("clf", clf)])
+    pipe.fit(X_tr, y_tr)
+    acc = pipe.score(X_te, y_te)
+    print(f"  fraud rate {y.mean():.3f}, test accuracy {acc:.3f}")
+
+    # 200 rows: 160 ordinary test rows + 40 actual frauds, so both classes show up.
+    pos = np.flatnonzero(y_te == 1)
+    neg = np.flatnonzero(y_te == 0)
+    pick = np.concatenate([neg[:160], pos[:40]])
+    pick = pick[np.random.default_rng(3).permutation(len(pick))]
+    X32 = X_te[pick].astype(np.float32)
+    labels = pipe.predict(X32)
+    proba = pipe.predict_proba(X32)
+    print(f"  expected rows: {len(pick)}, predicted fraud: {int(labels.sum())}")
+
+    onx = sklearn_to_onnx(pipe, clf, "features", len(FRAUD_FEATURES))
+    onx = finalize(onx, "fraud",
+                   "Card-transaction fraud classifier (StandardScaler + LogisticRegression). "
+                   "Input 'features' float32 [N,8] in order: " + ", ".join(FRAUD_FEATURES) +
+                   ". Outputs 'label' int64 [N] and 'probabilities' float32 [N,2] (class 0, class 1=fraud).")
+    folder = os.path.join(HERE, "fraud")
+    path = save_model(onx, folder)
+    diff = crosscheck_classifier("fraud", path, "features", X32, labels, proba)
+
+    write_expected(
+        os.path.join(folder, "expected.json"),
+        {
+            "model": "fraud",
+            "framework": "scikit-learn predict / predict_proba",
+            "feature_names": FRAUD_FEATURES,
+            "signature": signature(onx),
+        },
+        {"features": (X32, "f32")},
+        {"label": (labels, "int"), "probabilities": (proba, "f64")},
+    )
+    sizes_ok(folder)
+    return diff
+
+
+# ---------------------------------------------------------------- 2. fnn
+
+def draw_prototypes(rng, n_classes=10, side=28):
+    """One 28x28 'digit-like' stroke image per class: a few thick random segments / arcs."""
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float64)
+    protos = []
+    for _ in range(n_classes):
+        img = np.zeros((side, side))
+        for _ in range(rng.integers(2, 5)):
+            if rng.random() < 0.5:  # line segment
+                p0 = rng.uniform(6, 22, 2)
+                p1 = rng.uniform(6, 22, 2)
+                ts = np.linspace(0, 1, 40)
+                pts = p0[None, :] * (1 - ts[:, None]) + p1[None, :] * ts[:, None]
+            else:  # arc
+                c = rng.uniform(10, 18, 2)
+                r = rng.uniform(3, 7)
+                a0 = rng.uniform(0, 2 * np.pi)
+                a1 = a0 + rng.uniform(np.pi / 2, 2 * np.pi)
+                ts = np.linspace(a0, a1, 60)
+                pts = np.column_stack([c[0] + r * np.cos(ts), c[1] + r * np.sin(ts)])
+            for py, px in pts:
+                img = np.maximum(img, np.exp(-((yy - py) ** 2 + (xx - px) ** 2) / (2 * 1.1 ** 2)))
+        protos.append(img)
+    return np.stack(protos)
+
+
+def make_digits(protos, n, rng):
+    side = protos.shape[1]
+    y = rng.integers(0, len(protos), n)
+    X = np.empty((n, side * side))
+    for i in range(n):
+        img = protos[y[i]]
+        dy, dx = rng.integers(-2, 3, 2)
+        img = np.roll(np.roll(img, dy, axis=0), dx, axis=1)
+        other = protos[rng.integers(0, len(protos))]  # blend in another class's strokes
+        img = img * rng.uniform(0.6, 1.0) + other * rng.uniform(0.0, 0.5) + rng.normal(0.0, 0.25, img.shape)
+        X[i] = np.clip(img, 0.0, 1.0).ravel()
+    X = np.round(X, 2)  # pixel values with two decimals
+    return X.astype(np.float32), y.astype(np.int64)
+
+
+def make_fnn():
+    print("fnn:")
+    rng = np.random.default_rng(784)
+    protos = draw_prototypes(rng)
+    X_tr, y_tr = make_digits(protos, 3000, rng)
+    X_te, y_te = make_digits(protos, 500, rng)
+    clf = MLPClassifier(hidden_layer_sizes=(32,), activation="relu", solver="adam",
+                        max_iter=15, batch_size=100, random_state=0)
+    pipe = Pipeline([("clf", clf)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        pipe.fit(X_tr, y_tr)
+    n_params = sum(w.size for w in clf.coefs_) + sum(b.size for b in clf.intercepts_)
+    print(f"  parameters {n_params}, test accuracy {pipe.score(X_te, y_te):.3f}")
+
+    X32 = X_te[:64]
+    labels = pipe.predict(X32)
+    proba = pipe.predict_proba(X32)
+
+    onx = sklearn_to_onnx(pipe, clf, "input", 784)
+    onx = finalize(onx, "fnn",
+                   "Crayfish-style feed-forward net: 28x28 image flattened to 784 float32 -> "
+                   "Dense(32, relu) -> Dense(10, softmax). Outputs 'label' int64 [N], "
+                   "'probabilities' float32 [N,10].")
+    folder = os.path.join(HERE, "fnn")
+    path = save_model(onx, folder)
+    diff = crosscheck_classifier("fnn", path, "input", X32, labels, proba)
+
+    write_expected(
+        os.path.join(folder, "expected.json"),
+        {
+            "model": "fnn",
+            "framework": "scikit-learn predict / predict_proba",
+            "parameters": int(n_params),
+            "signature": signature(onx),
+        },
+        {"input": (X32, "f32")},
+        {"label": (labels, "int"), "probabilities": (proba, "f64")},
+    )
+    sizes_ok(folder)
+    return diff
+
+
+# ---------------------------------------------------------------- 3. seqpool
+
+VOCAB, DIM, NCLS = 1000, 16, 4
+
+
+def seqpool_weights():
+    rng = np.random.default_rng(1000)
+    E = (rng.normal(0.0, 0.5, (VOCAB, DIM))).astype(np.float32)
+    W = (rng.normal(0.0, 1.0 / np.sqrt(DIM), (DIM, NCLS))).astype(np.float32)
+    b = (rng.normal(0.0, 0.1, NCLS)).astype(np.float32)
+    v = (rng.normal(0.0, 1.0 / np.sqrt(DIM), DIM)).astype(np.float32)
+    return E, W, b, v
+
+
+def build_seqpool(E, W, b, v):
+    ids = helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"])
+    mask = helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])
+    logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", NCLS])
+    scores = helper.make_tensor_value_info("token_scores", TensorProto.FLOAT, ["batch", "seq"])
+    inits = [
+        numpy_helper.from_array(E, "embedding"),
+        numpy_helper.from_array(W, "head_weight"),
+        numpy_helper.from_array(b, "head_bias"),
+        numpy_helper.from_array(v.reshape(DIM, 1), "score_vector"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "axis_1"),
+        numpy_helper.from_array(np.array([2], dtype=np.int64), "axis_2"),
+        numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one"),
+    ]
+    nodes = [
+        helper.make_node("Gather", ["embedding", "input_ids"], ["emb"], axis=0),          # [b,s,16]
+        helper.make_node("Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT),    # [b,s]
+        helper.make_node("Unsqueeze", ["maskf", "axis_2"], ["mask3"]),                    # [b,s,1]
+        helper.make_node("Mul", ["emb", "mask3"], ["emb_masked"]),                        # [b,s,16]
+        helper.make_node("ReduceSum", ["emb_masked", "axis_1"], ["emb_sum"], keepdims=0),  # [b,16]
+        helper.make_node("ReduceSum", ["maskf", "axis_1"], ["count"], keepdims=1),        # [b,1]
+        helper.make_node("Max", ["count", "one"], ["denom"]),                             # [b,1]
+        helper.make_node("Div", ["emb_sum", "denom"], ["pooled"]),                        # [b,16]
+        helper.make_node("MatMul", ["pooled", "head_weight"], ["head"]),                  # [b,4]
+        helper.make_node("Add", ["head", "head_bias"], ["logits"]),                       # [b,4]
+        helper.make_node("MatMul", ["emb", "score_vector"], ["score3"]),                  # [b,s,1]
+        helper.make_node("Squeeze", ["score3", "axis_2"], ["score_raw"]),                 # [b,s]
+        helper.make_node("Mul", ["score_raw", "maskf"], ["token_scores"]),                # [b,s]
+    ]
+    graph = helper.make_graph(nodes, "seqpool", [ids, mask], [logits, scores], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    return finalize(model, "seqpool",
+                    "Variable-length sequence model: embedding(1000x16) gather, masked mean pooling, "
+                    "linear head -> 'logits' float32 [batch,4]; per-token 'token_scores' float32 "
+                    "[batch,seq] = (embedding . v) * mask. Dims 'batch' and 'seq' are symbolic.")
+
+
+def seqpool_numpy(E, W, b, v, ids, mask):
+    """Reference in float64 from the float32 weights. ids, mask: [B,S] int64."""
+    E64, W64, b64, v64 = (a.astype(np.float64) for a in (E, W, b, v))
+    emb = E64[ids]                                   # [B,S,16]
+    m = mask.astype(np.float64)
+    pooled = (emb * m[:, :, None]).sum(axis=1) / np.maximum(m.sum(axis=1, keepdims=True), 1.0)
+    logits = pooled @ W64 + b64
+    scores = (emb @ v64) * m
+    return logits, scores
+
+
+def make_seqpool():
+    print("seqpool:")
+    E, W, b, v = seqpool_weights()
+    model = build_seqpool(E, W, b, v)
+    folder = os.path.join(HERE, "seqpool")
+    path = save_model(model, folder)
+
+    rng = np.random.default_rng(300)
+    n = 100
+    lengths = rng.integers(1, 301, n)
+    lengths[0], lengths[1], lengths[2] = 1, 300, 2  # make sure the extremes are there
+    rows = [rng.integers(0, VOCAB, L).astype(np.int64) for L in lengths]
+    rows[1][0], rows[1][-1] = 0, VOCAB - 1          # first and last vocabulary ids
+
+    sess = session(path)
+    exp_logits, exp_scores = [], []
+    diff_single = 0.0
+    for r in rows:
+        ids = r[None, :]
+        mask = np.ones_like(ids)
+        lg, sc = seqpool_numpy(E, W, b, v, ids, mask)
+        o_lg, o_sc = sess.run(["logits", "token_scores"], {"input_ids": ids, "attention_mask": mask})
+        diff_single = max(diff_single, float(np.max(np.abs(o_lg - lg))), float(np.max(np.abs(o_sc - sc))))
+        exp_logits.append(lg[0])
+        exp_scores.append(sc[0])
+    print(f"  (a) onnxruntime per row vs numpy: max abs diff = {diff_single:.3e}")
+    check("seqpool", diff_single < TOL, f"per-row max abs diff {diff_single:.3e} < {TOL}")
+
+    # (b) one padded batch of all mixed-length rows, pad id 0, mask 0 on padding.
+    S = int(lengths.max())
+    ids_b = np.zeros((n, S), dtype=np.int64)
+    mask_b = np.zeros((n, S), dtype=np.int64)
+    for i, r in enumerate(rows):
+        ids_b[i, :len(r)] = r
+        mask_b[i, :len(r)] = 1
+    o_lg, o_sc = sess.run(["logits", "token_scores"], {"input_ids": ids_b, "attention_mask": mask_b})
+    diff_pad_logits = max(float(np.max(np.abs(o_lg[i] - exp_logits[i]))) for i in range(n))
+    diff_pad_scores = max(float(np.max(np.abs(o_sc[i, :len(r)] - exp_scores[i]))) for i, r in enumerate(rows))
+    pad_zero = all(np.all(o_sc[i, len(r):] == 0.0) for i, r in enumerate(rows))
+    print(f"  (b) padded batch [{n},{S}] vs numpy per row: logits max abs diff = {diff_pad_logits:.3e}, "
+          f"token_scores (trimmed) max abs diff = {diff_pad_scores:.3e}, padding scores all 0 = {pad_zero}")
+    check("seqpool", diff_pad_logits < TOL, f"padded-batch logits max abs diff {diff_pad_logits:.3e} < {TOL}")
+    check("seqpool", diff_pad_scores < TOL, f"padded-batch token_scores max abs diff {diff_pad_scores:.3e} < {TOL}")
+    check("seqpool", pad_zero, "token_scores are exactly 0 on padding")
+
+    # also: fully masked row -> logits == bias (denominator clamps to 1)
+    z_lg, _ = sess.run(["logits", "token_scores"], {"input_ids": np.zeros((1, 5), np.int64),
+                                                    "attention_mask": np.zeros((1, 5), np.int64)})
+    check("seqpool", float(np.max(np.abs(z_lg[0] - b))) < TOL, "all-masked row gives logits == bias")
+
+    write_expected(
+        os.path.join(folder, "expected.json"),
+        {
+            "model": "seqpool",
+            "framework": "numpy (float64 from the float32 weights)",
+            "note": "each row is unpadded (its true length); attention_mask is all ones; "
+                    "token_scores has one value per token",
+            "signature": signature(model),
+        },
+        {"input_ids": (rows, "int"), "attention_mask": ([np.ones_like(r) for r in rows], "int")},
+        {"logits": (exp_logits, "f64"), "token_scores": (exp_scores, "f64")},
+    )
+    sizes_ok(folder)
+    return diff_single, diff_pad_logits, diff_pad_scores
+
+
+# ---------------------------------------------------------------- 4. doubler
+
+def make_doubler():
+    print("doubler:")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])
+    inits = [numpy_helper.from_array(np.array(2.0, dtype=np.float32), "two"),
+             numpy_helper.from_array(np.array(1.0, dtype=np.float32), "one")]
+    nodes = [helper.make_node("Mul", ["x", "two"], ["x2"]),
+             helper.make_node("Add", ["x2", "one"], ["y"])]
+    graph = helper.make_graph(nodes, "doubler", [x], [y], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model = finalize(model, "doubler", "y = 2*x + 1, x and y float32 [batch,4].")
+    folder = os.path.join(HERE, "doubler")
+    path = save_model(model, folder)
+
+    rng = np.random.default_rng(4)
+    X = np.round(rng.uniform(-10, 10, (10, 4)), 2).astype(np.float32)
+    X[0] = [0.0, 1.0, -1.0, 0.5]
+    Y = 2.0 * X + np.float32(1.0)  # float32 arithmetic, as the model does
+    (o,) = session(path).run(["y"], {"x": X})
+    diff = float(np.max(np.abs(o - Y)))
+    print(f"  onnxruntime vs numpy max abs diff = {diff:.3e}")
+    check("doubler", diff < TOL, f"max abs diff {diff:.3e}")
+    write_expected(
+        os.path.join(folder, "expected.json"),
+        {"model": "doubler", "framework": "numpy (float32)", "signature": signature(model)},
+        {"x": (X, "f32")},
+        {"y": (Y, "f32")},
+    )
+    sizes_ok(folder)
+    return diff
+
+
+def main():
+    t0 = time.time()
+    print(f"numpy {np.__version__}, onnx {onnx.__version__}, onnxruntime {ort.__version__}")
+    make_fraud()
+    make_fnn()
+    make_seqpool()
+    make_doubler()
+    print(f"done in {time.time() - t0:.1f}s")
+    if FAILURES:
+        print("FAILED CHECKS:")
+        for f in FAILURES:
+            print("  " + f)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
