@@ -14,7 +14,8 @@
 // a row's result does not depend on which batch it rides in or how big that
 // batch is; results match a reference framework's; concurrent calls do not
 // mix rows up; bad inputs are errors, never panics; Close is idempotent and
-// final.
+// final. Handlers that implement handlers.VersionInferer must also report
+// through it the version and outputs Version and Infer do.
 package handlertest
 
 import (
@@ -131,6 +132,9 @@ func Run(t *testing.T, newHandler func(t *testing.T) handlers.ModelHandler, f Fe
 	t.Run("Concurrent", s.testConcurrent)
 	t.Run("BadInputs", s.testBadInputs)
 	t.Run("CancelledContext", s.testCancelledContext)
+	if _, ok := s.h.(handlers.VersionInferer); ok {
+		t.Run("InferVersion", s.testInferVersion)
+	}
 	t.Run("CloseTwice", func(t *testing.T) {
 		h := newHandler(t)
 		if err := h.Close(); err != nil {
@@ -513,6 +517,35 @@ func (s *suite) testCancelledContext(t *testing.T) {
 	_, err := safeInfer(ctx, s.h, s.batch(t, 0, 1))
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Infer with a cancelled context: got error %v, want one wrapping context.Canceled", err)
+	}
+}
+
+// testInferVersion checks a handlers.VersionInferer: while nothing
+// changes, InferVersion returns Infer's outputs and Version().
+func (s *suite) testInferVersion(t *testing.T) {
+	vi := s.h.(handlers.VersionInferer)
+	n := s.batchSizes()[0]
+	b := s.batch(t, 0, n)
+	out, version, err := vi.InferVersion(context.Background(), b)
+	if err != nil {
+		t.Fatalf("InferVersion: %v", err)
+	}
+	if version == "" || version != s.h.Version() {
+		t.Errorf("InferVersion reports version %q; Version() is %q", version, s.h.Version())
+	}
+	rows, err := s.checkOutputs(out, n)
+	if err != nil {
+		t.Fatalf("InferVersion: %v", err)
+	}
+	for j, i := range s.rowIndexes(0, n) {
+		for name, r := range rows {
+			if err := s.compareRow(r[j], s.perRow[i][name]); err != nil {
+				t.Errorf("InferVersion row %d output %q differs from Infer's: %v", j, name, err)
+			}
+		}
+	}
+	if _, v, err := vi.InferVersion(context.Background(), map[string]*tensor.Tensor{}); err == nil {
+		t.Errorf("InferVersion with no inputs: no error (version %q)", v)
 	}
 }
 

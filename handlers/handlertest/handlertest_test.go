@@ -94,8 +94,28 @@ func fixture(t *testing.T) string {
 	return p
 }
 
+// versioned adds InferVersion to affine; with the "misreports version"
+// bug it names a version other than Version().
+type versioned struct{ *affine }
+
+func (h versioned) InferVersion(ctx context.Context, in map[string]*tensor.Tensor) (map[string]*tensor.Tensor, string, error) {
+	out, err := h.Infer(ctx, in)
+	if err != nil {
+		return nil, "", err
+	}
+	if h.bug == "misreports version" {
+		return out, "2", nil
+	}
+	return out, h.Version(), nil
+}
+
 func newAffine(bug string) func(t *testing.T) handlers.ModelHandler {
-	return func(t *testing.T) handlers.ModelHandler { return &affine{bug: bug} }
+	return func(t *testing.T) handlers.ModelHandler {
+		if bug == "misreports version" {
+			return versioned{&affine{bug: bug}}
+		}
+		return &affine{bug: bug}
+	}
 }
 
 func TestCorrectHandlerPasses(t *testing.T) {
@@ -104,6 +124,10 @@ func TestCorrectHandlerPasses(t *testing.T) {
 	})
 	t.Run("synthetic", func(t *testing.T) {
 		handlertest.Run(t, newAffine(""), handlertest.Features{DynamicBatch: true})
+	})
+	t.Run("VersionInferer", func(t *testing.T) {
+		handlertest.Run(t, func(t *testing.T) handlers.ModelHandler { return versioned{&affine{}} },
+			handlertest.Features{Fixture: fixture(t), DynamicBatch: true})
 	})
 }
 
@@ -121,6 +145,7 @@ func TestSuiteCatchesBugs(t *testing.T) {
 		{"ignores context", "CancelledContext"},
 		{"close twice fails", "second Close"},
 		{"works after close", "Infer after Close returned"},
+		{"misreports version", `InferVersion reports version "2"; Version() is "1"`},
 	}
 	for _, c := range cases {
 		t.Run(c.bug, func(t *testing.T) {
