@@ -12,7 +12,7 @@ RACE_PKGS := ./processor/... ./batch/... ./schema/... ./internal/config/...
 
 export KINFER_CACHE := $(CACHE)
 
-.PHONY: all build test integration race fuzz vet ort kafka-fetch kafka-start kafka-stop demo bench fixtures clean
+.PHONY: all build test integration race fuzz vet ort kafka-fetch kafka-start kafka-stop demo bench fixtures clean deploy-check
 
 all: build
 
@@ -56,11 +56,24 @@ race:
 fuzz:
 	bash scripts/fuzz.sh $(FUZZTIME)
 
+## deploy-check: promtool (alert rules and their unit tests), kubeconform
+## (deploy/k8s against deploy/check/schemas), hadolint and the
+## dashboard/alerts/docs metric-name test; offline once the tools are cached
+deploy-check: ort
+	bash deploy/check/deploy-check.sh
+
 integration: ort kafka-fetch build
 	bash scripts/test.sh integration
 
-bench: ort build
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./batch/ ./schema/ ./handlers/onnx/
+## bench: the benchmark harness in one run (about 6 minutes on 2 cores): the
+## ceilings (ONNX Runtime alone, Kafka pass-through), kinfer end to end, latency
+## at 25/50/90% load and the engine's CPU per record by stage, on a Kafka broker
+## of its own (127.0.0.1:39892; KINFER_TEST_BROKERS to use another). Results:
+## bench/results/<UTC time>/ (report.json, report.md, PNG plots).
+## BENCH_ARGS=--short checks the harness in a minute without measuring.
+bench: ort kafka-fetch
+	$(GO) build -o bin/kinfer-bench ./bench/cmd/kinfer-bench
+	./bin/kinfer-bench $(BENCH_ARGS)
 
 ## fixtures: regenerate the ONNX test models (needs Python 3 and pip)
 fixtures:
@@ -70,3 +83,14 @@ fixtures:
 
 clean:
 	rm -rf bin
+
+## chaos: the fault harness (chaos/) on its own real broker (port 39792):
+## SIGKILLs kinfer at random moments, restarts the broker and adds and removes
+## group members while a producer writes a known sequence, then checks the
+## output with read_committed. One summary line; detail in
+## .cache/chaos/chaos-report.json and .md. Resize with CHAOS_FLAGS.
+CHAOS_FLAGS ?= --guarantee at_least_once --records 100000 --duration 90s --kills 10 --broker-restarts 1 --membership-changes 2
+.PHONY: chaos
+chaos: ort kafka-fetch build
+	$(GO) build -o bin/kinfer-chaos ./chaos/cmd/kinfer-chaos
+	bin/kinfer-chaos --kinfer-bin $(BIN) --out $(CACHE)/chaos/chaos-report.json $(CHAOS_FLAGS)

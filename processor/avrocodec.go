@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -27,6 +28,13 @@ type AvroCodec struct {
 	enc     *schema.Encoder
 	// wireID is the registered output schema id; 0 writes plain Avro.
 	wireID int
+	// route are the field paths whose values pick per-key models.
+	route []string
+	// post are declared post-processing steps, in config order.
+	post []*postOp
+	// multiStep adds the models field; stepNames name the steps.
+	multiStep bool
+	stepNames []string
 	// OutputSchema is the generated prediction schema (JSON).
 	OutputSchema string
 }
@@ -61,14 +69,66 @@ func (c *AvroCodec) Decode(ctx context.Context, rec *kgo.Record) (Decoded, error
 	if err != nil {
 		return Decoded{}, &RowError{Reason: schema.ReasonOf(err), Err: err}
 	}
-	return Decoded{Inputs: inputs, Meta: r.Native}, nil
+	d := Decoded{Inputs: inputs, Meta: r.Native}
+	if len(c.route) > 0 {
+		d.Route = make(map[string]string, len(c.route))
+		for _, f := range c.route {
+			if v, ok := schema.PassThrough(r.Native, f); ok && v != nil {
+				d.Route[f] = routeValue(v)
+			}
+		}
+	}
+	return d, nil
+}
+
+// routeValue renders a per-key field's value (a string or integer, maybe
+// in a union) as the key.
+func routeValue(v any) string {
+	if u, ok := v.(map[string]any); ok && len(u) == 1 {
+		for _, inner := range u {
+			v = inner
+		}
+	}
+	switch x := v.(type) {
+	case string:
+		return x
+	case []byte:
+		return string(x)
+	default:
+		return fmt.Sprint(x)
+	}
 }
 
 // Encode builds the prediction: pass-through fields from the decoded
 // input, one field per model output, the model name and version.
-func (c *AvroCodec) Encode(_ context.Context, d Decoded, outputs map[string]*tensor.Tensor, info ModelInfo) ([]byte, error) {
+func (c *AvroCodec) Encode(_ context.Context, d Decoded, res Result) ([]byte, error) {
 	input, _ := d.Meta.(map[string]any)
-	native, err := c.builder.Build(input, outputs, info.Name, info.Version)
+	outputs := map[string]*tensor.Tensor{}
+	for i, outs := range res.Outputs {
+		for name, t := range outs {
+			outputs[c.stepNames[i]+"/"+name] = t
+		}
+	}
+	var natives map[string]any
+	if len(c.post) > 0 || c.multiStep {
+		natives = make(map[string]any, len(c.post)+1)
+		for _, p := range c.post {
+			v, err := p.run(res)
+			if err != nil {
+				return nil, &RowError{Reason: ReasonEncode, Err: err}
+			}
+			natives[p.field] = v
+		}
+		if c.multiStep {
+			refs := make([]any, len(res.Models))
+			for i, m := range res.Models {
+				refs[i] = map[string]any{"step": c.stepNames[i], "name": m.Name, "version": m.Version}
+			}
+			natives[FieldModels] = refs
+		}
+	}
+	last := res.Models[len(res.Models)-1]
+	native, err := c.builder.BuildRow(input, outputs, natives, last.Name, last.Version)
 	if err != nil {
 		return nil, &RowError{Reason: schema.ReasonOf(err), Err: err}
 	}

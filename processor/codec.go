@@ -18,8 +18,16 @@ type Codec interface {
 	// (per-row shapes, no batch dim). A returned error should be a
 	// *RowError so the dead-letter record says why.
 	Decode(ctx context.Context, rec *kgo.Record) (Decoded, error)
-	// Encode builds the prediction value for one row.
-	Encode(ctx context.Context, d Decoded, outputs map[string]*tensor.Tensor, model ModelInfo) ([]byte, error)
+	// Encode builds the prediction value for one row from every step's
+	// outputs.
+	Encode(ctx context.Context, d Decoded, res Result) ([]byte, error)
+}
+
+// Result is what the model graph produced for one row: per step, the
+// outputs (per-row tensors) and the model that served it.
+type Result struct {
+	Outputs []map[string]*tensor.Tensor
+	Models  []ModelInfo
 }
 
 // Decoded is one decoded input row.
@@ -28,6 +36,9 @@ type Decoded struct {
 	// Meta is whatever the codec needs again in Encode (pass-through
 	// field values, for example). The engine does not look at it.
 	Meta any
+	// Route holds the values of the fields that pick per-key models, by
+	// field path.
+	Route map[string]string
 }
 
 // ModelInfo names the model that produced a prediction.

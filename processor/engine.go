@@ -32,24 +32,23 @@ type Sink interface {
 type EngineConfig struct {
 	OutputTopic     string
 	DeadLetterTopic string
-	Batch           batch.Config
+	// Batch and InferWorkers configure the one step of an engine built by
+	// NewEngine; graph engines take them from each Step.
+	Batch        batch.Config
+	InferWorkers int
 	// DecodeWorkers decode records in parallel. Default GOMAXPROCS.
-	DecodeWorkers int
-	// InferWorkers run batches in parallel; match the model's session
-	// copies. Default 1.
-	InferWorkers       int
+	DecodeWorkers      int
 	MaxInFlightRecords int
 	MaxInFlightBytes   int64
 }
 
 // Engine is the pipeline between a source and a sink. Submit feeds it,
-// Close drains it. It is safe to Submit to different lanes from one
-// goroutine only (the source's poll loop).
+// Close drains it. Submit is called from one goroutine (the source's poll
+// loop).
 type Engine struct {
 	cfg     EngineConfig
 	codec   Codec
-	model   handlers.ModelHandler
-	info    ModelInfo
+	steps   []*stepRun
 	sink    Sink
 	metrics *Metrics
 	log     *slog.Logger
@@ -57,9 +56,11 @@ type Engine struct {
 	// produced counts acknowledged predictions (looked up once).
 	produced prometheus.Counter
 
-	decodeCh chan *row
-	batchCh  chan *row
-	inferCh  chan *batch.Batch
+	// decodeChs feed the decode workers, one each. A partition always goes
+	// to the same worker, so its rows reach the batchers in offset order
+	// and batches cut each partition's rows in order (a model swapped
+	// mid-stream then switches versions at one point per partition).
+	decodeChs []chan *row
 
 	stages    sync.WaitGroup
 	closeOnce sync.Once
@@ -74,6 +75,20 @@ type Engine struct {
 	fatal     chan struct{}
 }
 
+// stepRun is a Step's running stage: a batcher goroutine fed by in, and
+// workers running the batches it sends on work.
+type stepRun struct {
+	*Step
+	idx  int
+	in   chan *row
+	work chan stepBatch
+}
+
+type stepBatch struct {
+	variant string
+	b       *batch.Batch
+}
+
 // row is one input record moving through the stages.
 type row struct {
 	lane *lane
@@ -82,6 +97,16 @@ type row struct {
 	rec  *kgo.Record
 	dec  Decoded
 	t0   time.Time
+	// variant serves the row at its current step; stepIn are that step's
+	// inputs; outs and served collect each finished step's outputs and
+	// model.
+	variant string
+	// model is the step, then the model, the row is at: the dead-letter
+	// metric's model label.
+	model  string
+	stepIn map[string]*tensor.Tensor
+	outs   []map[string]*tensor.Tensor
+	served []ModelInfo
 }
 
 // result is what the sink receives for one row: a prediction or a dead
@@ -92,13 +117,18 @@ type result struct {
 	dlq bool
 }
 
-// NewEngine starts the engine's stage goroutines. Close stops them.
+// NewEngine starts an engine running one model on the decoded inputs as
+// they are.
 func NewEngine(cfg EngineConfig, codec Codec, model handlers.ModelHandler, sink Sink, m *Metrics, log *slog.Logger) (*Engine, error) {
+	step := &Step{Name: model.Name(), Batch: cfg.Batch, Workers: cfg.InferWorkers, Models: SingleModel{Model: model}}
+	return NewGraphEngine(cfg, codec, []*Step{step}, sink, m, log)
+}
+
+// NewGraphEngine starts an engine that runs every row through steps in
+// order. Close stops it.
+func NewGraphEngine(cfg EngineConfig, codec Codec, steps []*Step, sink Sink, m *Metrics, log *slog.Logger) (*Engine, error) {
 	if cfg.DecodeWorkers <= 0 {
 		cfg.DecodeWorkers = runtime.GOMAXPROCS(0)
-	}
-	if cfg.InferWorkers <= 0 {
-		cfg.InferWorkers = 1
 	}
 	if cfg.MaxInFlightRecords <= 0 {
 		cfg.MaxInFlightRecords = 10000
@@ -109,9 +139,13 @@ func NewEngine(cfg EngineConfig, codec Codec, model handlers.ModelHandler, sink 
 	if cfg.OutputTopic == "" || cfg.DeadLetterTopic == "" {
 		return nil, errors.New("engine: output and dead-letter topics are required")
 	}
-	bt, err := batch.New(cfg.Batch)
-	if err != nil {
-		return nil, fmt.Errorf("engine: batch config: %w", err)
+	if len(steps) == 0 {
+		return nil, errors.New("engine: no model steps")
+	}
+	for _, s := range steps {
+		if _, err := batch.New(s.Batch); err != nil {
+			return nil, fmt.Errorf("engine: step %q: batch config: %w", s.Name, err)
+		}
 	}
 	if m == nil {
 		m = NewMetrics(nil)
@@ -120,39 +154,63 @@ func NewEngine(cfg EngineConfig, codec Codec, model handlers.ModelHandler, sink 
 		log = slog.Default()
 	}
 	e := &Engine{
-		cfg:      cfg,
-		codec:    codec,
-		model:    model,
-		info:     ModelInfo{Name: model.Name(), Version: model.Version()},
-		sink:     sink,
-		metrics:  m,
-		log:      log,
-		budget:   newBudget(cfg.MaxInFlightRecords, cfg.MaxInFlightBytes),
-		decodeCh: make(chan *row, cfg.DecodeWorkers*64),
-		batchCh:  make(chan *row, cfg.Batch.MaxSize*4+64),
-		inferCh:  make(chan *batch.Batch, cfg.InferWorkers),
-		fatal:    make(chan struct{}),
+		cfg:     cfg,
+		codec:   codec,
+		sink:    sink,
+		metrics: m,
+		log:     log,
+		budget:  newBudget(cfg.MaxInFlightRecords, cfg.MaxInFlightBytes),
+		fatal:   make(chan struct{}),
 	}
 	e.abortCtx, e.abort = context.WithCancel(context.Background())
-	m.modelInfo(e.info)
 	e.produced = m.Produced.WithLabelValues(cfg.OutputTopic)
-
-	var decoders sync.WaitGroup
 	for range cfg.DecodeWorkers {
+		e.decodeChs = append(e.decodeChs, make(chan *row, 64))
+	}
+	for i, s := range steps {
+		workers := max(s.Workers, 1)
+		e.steps = append(e.steps, &stepRun{Step: s, idx: i,
+			in:   make(chan *row, max(s.Batch.MaxSize, 1)*4+64),
+			work: make(chan stepBatch, workers)})
+		if sm, ok := s.Models.(SingleModel); ok {
+			m.modelInfo(ModelInfo{Name: sm.Model.Name(), Version: sm.Model.Version()})
+		}
+		if ab, ok := s.Models.(*ABModels); ok {
+			for _, v := range ab.Models {
+				m.modelInfo(ModelInfo{Name: v.Name(), Version: v.Version()})
+			}
+		}
+	}
+
+	// Each stage closes the next one's input when it is done, so Close
+	// drains the graph front to back.
+	var decoders sync.WaitGroup
+	for _, ch := range e.decodeChs {
 		decoders.Add(1)
-		go func() { defer decoders.Done(); e.decodeLoop() }()
+		go func() { defer decoders.Done(); e.decodeLoop(ch) }()
 	}
 	e.stages.Add(1)
 	go func() {
 		defer e.stages.Done()
 		decoders.Wait()
-		close(e.batchCh)
+		close(e.steps[0].in)
 	}()
-	e.stages.Add(1)
-	go func() { defer e.stages.Done(); e.batchLoop(bt) }()
-	for range cfg.InferWorkers {
+	for i, s := range e.steps {
 		e.stages.Add(1)
-		go func() { defer e.stages.Done(); e.inferLoop() }()
+		go func() { defer e.stages.Done(); e.batchLoop(s) }()
+		var workers sync.WaitGroup
+		for range max(s.Workers, 1) {
+			workers.Add(1)
+			go func() { defer workers.Done(); e.inferLoop(s) }()
+		}
+		e.stages.Add(1)
+		go func() {
+			defer e.stages.Done()
+			workers.Wait()
+			if i+1 < len(e.steps) {
+				close(e.steps[i+1].in)
+			}
+		}()
 	}
 	return e, nil
 }
@@ -198,12 +256,12 @@ func (e *Engine) Submit(ctx context.Context, l *lane, rec *kgo.Record) (bool, er
 	l.consumed.Inc()
 	r := &row{lane: l, seq: seq, ent: ent, rec: rec, t0: time.Now()}
 	select {
-	case e.decodeCh <- r:
+	case e.decodeChs[int(uint32(l.partition))%len(e.decodeChs)] <- r:
 		return true, nil
 	case <-ctx.Done():
 		// The record is tracked; it must still flow or be abandoned. Hand
 		// it over without the context so tracking stays consistent.
-		e.decodeCh <- r
+		e.decodeChs[int(uint32(l.partition))%len(e.decodeChs)] <- r
 		return true, nil
 	}
 }
@@ -212,7 +270,11 @@ func (e *Engine) Submit(ctx context.Context, l *lane, rec *kgo.Record) (bool, er
 // through the stages (results handed to the sink). It does not wait for
 // the sink's acknowledgements; see WaitDurable.
 func (e *Engine) Close() {
-	e.closeOnce.Do(func() { close(e.decodeCh) })
+	e.closeOnce.Do(func() {
+		for _, ch := range e.decodeChs {
+			close(ch)
+		}
+	})
 	e.stages.Wait()
 }
 
@@ -224,8 +286,8 @@ func (e *Engine) InFlight() (int, int64) { return e.budget.inFlight() }
 // a drain times out.
 func (e *Engine) Abort() { e.abort() }
 
-func (e *Engine) decodeLoop() {
-	for r := range e.decodeCh {
+func (e *Engine) decodeLoop(in <-chan *row) {
+	for r := range in {
 		if r.lane.abandoned.Load() {
 			continue
 		}
@@ -238,12 +300,39 @@ func (e *Engine) decodeLoop() {
 			continue
 		}
 		r.dec = d
-		e.batchCh <- r
+		r.outs = make([]map[string]*tensor.Tensor, len(e.steps))
+		r.served = make([]ModelInfo, len(e.steps))
+		e.enter(0, r)
 	}
 }
 
-func (e *Engine) batchLoop(bt *batch.Batcher) {
-	defer close(e.inferCh)
+// enter sends r to step i, or encodes and delivers it after the last step.
+func (e *Engine) enter(i int, r *row) {
+	if i == len(e.steps) {
+		e.finish(r)
+		return
+	}
+	s := e.steps[i]
+	r.model = s.Name
+	variant, err := s.Models.Route(r.rec.Key, r.dec)
+	if err != nil {
+		e.deadLetter(r, ReasonOf(err), fmt.Errorf("step %q: %w", s.Name, err))
+		return
+	}
+	in, err := s.inputsFor(r)
+	if err != nil {
+		e.deadLetter(r, ReasonInference, err)
+		return
+	}
+	r.variant, r.stepIn = variant, in
+	s.in <- r
+}
+
+// batchLoop owns a step's batchers, one per variant (rows of different
+// models never share a batch), and flushes them by size, bytes and delay.
+func (e *Engine) batchLoop(s *stepRun) {
+	defer close(s.work)
+	batchers := map[string]*batch.Batcher{}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	armed := false
@@ -255,86 +344,149 @@ func (e *Engine) batchLoop(bt *batch.Batcher) {
 			}
 		}
 		armed = false
-		if dl, ok := bt.NextDeadline(); ok {
-			timer.Reset(max(time.Until(dl), 0))
+		var next time.Time
+		for _, bt := range batchers {
+			if dl, ok := bt.NextDeadline(); ok && (next.IsZero() || dl.Before(next)) {
+				next = dl
+			}
+		}
+		if !next.IsZero() {
+			timer.Reset(max(time.Until(next), 0))
 			armed = true
 		}
 	}
-	send := func(bs []*batch.Batch) {
+	send := func(variant string, bs []*batch.Batch) {
 		for _, b := range bs {
-			e.inferCh <- b
+			s.work <- stepBatch{variant: variant, b: b}
 		}
 	}
 	for {
 		select {
-		case r, ok := <-e.batchCh:
+		case r, ok := <-s.in:
 			if !ok {
-				send(bt.Flush())
+				for v, bt := range batchers {
+					send(v, bt.Flush())
+				}
 				return
 			}
-			bs, err := bt.Add(time.Now(), batch.Item{Inputs: r.dec.Inputs, Ref: r})
+			bt := batchers[r.variant]
+			if bt == nil {
+				bt, _ = batch.New(s.Batch) // validated in NewGraphEngine
+				batchers[r.variant] = bt
+			}
+			bs, err := bt.Add(time.Now(), batch.Item{Inputs: r.stepIn, Ref: r})
 			if err != nil {
 				reason := ReasonBatch
 				var be *batch.RowError
 				if errors.As(err, &be) && be.Reason != "" {
 					reason = be.Reason
 				}
-				e.deadLetter(r, reason, err)
+				e.deadLetter(r, reason, fmt.Errorf("step %q: %w", s.Name, err))
 			}
-			send(bs)
+			send(r.variant, bs)
 			// Drain what is already queued before paying for a timer reset.
-			if len(e.batchCh) > 0 {
+			if len(s.in) > 0 {
 				continue
 			}
 			rearm()
 		case <-timer.C:
 			armed = false
-			send(bt.Due(time.Now()))
+			now := time.Now()
+			for v, bt := range batchers {
+				send(v, bt.Due(now))
+				if bt.Pending() == 0 && len(batchers) > 1 {
+					delete(batchers, v) // per-key steps see many variants
+				}
+			}
 			rearm()
 		}
 	}
 }
 
-func (e *Engine) inferLoop() {
+func (e *Engine) inferLoop(s *stepRun) {
 	ctx := context.Background()
-	for b := range e.inferCh {
-		e.runBatch(ctx, b)
+	for sb := range s.work {
+		e.runBatch(ctx, s, sb)
 	}
 }
 
-func (e *Engine) runBatch(ctx context.Context, b *batch.Batch) {
+func (e *Engine) runBatch(ctx context.Context, s *stepRun, sb stepBatch) {
+	b := sb.b
+	h, release, err := s.Models.Acquire(ctx, sb.variant)
+	if err != nil {
+		reason := ReasonOf(err)
+		if reason == ReasonUnexpected {
+			reason = ReasonInference
+		}
+		for _, ref := range b.Refs {
+			e.deadLetter(ref.(*row), reason, fmt.Errorf("step %q: %w", s.Name, err))
+		}
+		return
+	}
+	defer release()
+	info := ModelInfo{Name: h.Name(), Version: h.Version()}
 	start := time.Now()
 	for _, t := range b.Enqueued {
-		e.metrics.queueWait(e.info.Name, start.Sub(t))
+		e.metrics.queueWait(info.Name, start.Sub(t))
 	}
-	e.metrics.batch(e.info.Name, b)
+	e.metrics.batch(info.Name, b)
 	calls := 0
 	outs, rowErrs := batch.Isolate(ctx, b, func(ctx context.Context, in map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
-		calls++
-		t := time.Now()
-		out, err := e.model.Infer(ctx, in)
-		e.metrics.inference(e.info.Name, time.Since(t), err)
-		return out, err
+		// A model that is only unavailable (a remote server overloaded)
+		// gets the same batch again after a backoff, for as long as it
+		// takes: its rows are fine and must not be dead-lettered. Waiting
+		// here fills the in-flight budget, which stops fetching.
+		for wait := 50 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+			calls++
+			t := time.Now()
+			out, version, err := handlers.InferVersion(ctx, h, in)
+			e.metrics.inference(info.Name, time.Since(t), err)
+			if err == nil {
+				info.Version = version // Isolate runs sub-batches one at a time
+				return out, nil
+			}
+			if !handlers.IsTransient(err) {
+				return nil, err
+			}
+			e.log.Warn("model unavailable; retrying the batch", "step", s.Name, "model", info.Name, "wait", wait, "err", err)
+			select {
+			case <-e.abortCtx.Done():
+				return nil, &RowError{Reason: ReasonUnavailable, Err: err}
+			case <-time.After(wait):
+			}
+		}
 	})
 	if calls > 1 {
-		e.log.Warn("batch failed in the model; isolated failing rows", "model", e.info.Name, "rows", len(b.Refs), "calls", calls)
+		e.log.Warn("batch failed in the model; isolated failing rows", "step", s.Name, "model", info.Name, "rows", len(b.Refs), "calls", calls)
 	}
 	for i, ref := range b.Refs {
 		r := ref.(*row)
-		if rowErrs != nil && rowErrs[i] != nil {
-			e.deadLetter(r, ReasonInference, rowErrs[i])
+		if rowErrs[i] != nil && ReasonOf(rowErrs[i]) == ReasonUnavailable {
+			continue // aborted while the model was unavailable: redone later
+		}
+		if rowErrs[i] != nil {
+			r.model = info.Name
+			e.deadLetter(r, ReasonInference, fmt.Errorf("step %q, model %s %s: %w", s.Name, info.Name, info.Version, rowErrs[i]))
 			continue
 		}
-		val, err := e.codec.Encode(ctx, r.dec, outs[i], e.info)
-		if err != nil {
-			e.deadLetter(r, ReasonOf(err), err)
-			continue
-		}
-		h := sourceHeaders(r.rec)
-		h = append(h, kgo.RecordHeader{Key: HeaderModel, Value: []byte(e.info.Name)}, kgo.RecordHeader{Key: HeaderModelVersion, Value: []byte(e.info.Version)})
-		out := &kgo.Record{Topic: e.cfg.OutputTopic, Key: r.rec.Key, Value: val, Headers: h}
-		e.deliver(&result{row: r, out: out})
+		r.outs[s.idx] = outs[i]
+		r.served[s.idx] = info
+		r.stepIn = nil
+		e.enter(s.idx+1, r)
 	}
+}
+
+// finish encodes a row that went through every step and delivers it.
+func (e *Engine) finish(r *row) {
+	val, err := e.codec.Encode(context.Background(), r.dec, Result{Outputs: r.outs, Models: r.served})
+	if err != nil {
+		e.deadLetter(r, ReasonOf(err), err)
+		return
+	}
+	last := r.served[len(r.served)-1]
+	h := sourceHeaders(r.rec)
+	h = append(h, kgo.RecordHeader{Key: HeaderModel, Value: []byte(last.Name)}, kgo.RecordHeader{Key: HeaderModelVersion, Value: []byte(last.Version)})
+	e.deliver(&result{row: r, out: &kgo.Record{Topic: e.cfg.OutputTopic, Key: r.rec.Key, Value: val, Headers: h}})
 }
 
 func (e *Engine) deadLetter(r *row, reason string, err error) {
@@ -366,6 +518,12 @@ func (e *Engine) deliver(res *result) {
 func (e *Engine) write(res *result) {
 	r := res.row
 	e.sink.Write(context.Background(), res.out, func(out *kgo.Record, err error) {
+		if err != nil && (errors.Is(err, kgo.ErrClientClosed) || e.abortCtx.Err() != nil) {
+			// Shutting down after a drain gave up: the record is not
+			// durable and stays uncommitted, to be redone. It is not a
+			// bad record, so it is not dead-lettered.
+			return
+		}
 		if err != nil {
 			if !res.dlq {
 				// The prediction could not be written (too large, say):
@@ -382,7 +540,7 @@ func (e *Engine) write(res *result) {
 			e.budget.release(r.ent.bytes)
 		}
 		if res.dlq {
-			e.metrics.deadLettered(ReasonOfRecord(out))
+			e.metrics.deadLettered(r.model, ReasonOfRecord(out))
 		} else {
 			e.produced.Inc()
 			if !r.rec.Timestamp.IsZero() {

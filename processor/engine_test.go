@@ -2,15 +2,19 @@ package processor
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kinfer/kinfer/batch"
+	"github.com/kinfer/kinfer/handlers"
+	"github.com/kinfer/kinfer/internal/tensor"
 )
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -235,5 +239,45 @@ func TestEngineDeadLetterFailureIsFatal(t *testing.T) {
 	waitFor(t, "offset 2 acked", func() bool { return sink.isAcked(2) })
 	if wm, _ := l.watermark(); wm.Offset != 1 {
 		t.Fatalf("watermark %d, want 1 (stuck at the record that could not be dead-lettered)", wm.Offset)
+	}
+}
+
+// flaky fails its first n calls as temporarily unavailable.
+type flaky struct {
+	*doubler
+	left atomic.Int64
+}
+
+func (f *flaky) Infer(ctx context.Context, in map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	if f.left.Add(-1) >= 0 {
+		return nil, fmt.Errorf("server says 503: %w", handlers.ErrUnavailable)
+	}
+	return f.doubler.Infer(ctx, in)
+}
+
+// A model that is only temporarily unavailable gets its batches again
+// after a backoff: every row is predicted, none dead-lettered.
+func TestEngineRetriesUnavailableModel(t *testing.T) {
+	model := &flaky{doubler: &doubler{n: 4}}
+	model.left.Store(4)
+	sink := &memSink{}
+	e, err := NewEngine(EngineConfig{OutputTopic: "out", DeadLetterTopic: "dlq", Batch: batch.Config{MaxSize: 8, MaxDelay: time.Millisecond}}, floatCodec{n: 4}, model, sink, nil, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newLane("in", 0)
+	for i := range int64(50) {
+		e.Submit(context.Background(), l, inputRecord(0, i, float32(i), 0, 0, 0))
+	}
+	e.Close()
+	waitFor(t, "all acked", func() bool { n, _ := e.InFlight(); return n == 0 })
+	for _, r := range sink.written() {
+		if r.Topic != "out" {
+			msg, _ := HeaderValue(r, HeaderError)
+			t.Fatalf("dead letter: %s", msg)
+		}
+	}
+	if len(sink.written()) != 50 || model.left.Load() >= 0 {
+		t.Fatalf("%d outputs; %d failures left", len(sink.written()), model.left.Load())
 	}
 }

@@ -32,8 +32,8 @@ func (c floatCodec) Decode(_ context.Context, rec *kgo.Record) (Decoded, error) 
 	return Decoded{Inputs: map[string]*tensor.Tensor{"x": {DType: tensor.Float32, Shape: []int64{int64(c.n)}, Data: x}}}, nil
 }
 
-func (c floatCodec) Encode(_ context.Context, _ Decoded, out map[string]*tensor.Tensor, _ ModelInfo) ([]byte, error) {
-	y, ok := out["y"]
+func (c floatCodec) Encode(_ context.Context, _ Decoded, res Result) ([]byte, error) {
+	y, ok := res.Outputs[len(res.Outputs)-1]["y"]
 	if !ok {
 		return nil, errors.New("no output y")
 	}

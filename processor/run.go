@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,7 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
 
-	"github.com/kinfer/kinfer/batch"
+	"github.com/kinfer/kinfer/internal/config"
 )
 
 // RunOptions are the run-time parts that do not live in pipeline.yaml.
@@ -23,27 +24,30 @@ type RunOptions struct {
 	Logger     *slog.Logger
 	// ClientOpts are extra franz-go options (TLS, SASL, tests' tuning).
 	ClientOpts []kgo.Opt
-	// OnReady is called once the stream object exists, so a health
-	// endpoint can ask it whether the member has joined.
-	OnReady func(ready func() bool)
+	// Metrics receives kinfer's metrics; nil: NewMetrics(Registerer).
+	// Pass one to record what happens before the run (ObserveModelLoad).
+	Metrics *Metrics
+	// OnReady is called once the stream object exists, so a readiness
+	// endpoint can ask it whether the member is ready (Stream.ReadyErr).
+	OnReady func(ready func() error)
 }
 
-// EngineConfigFor derives the engine settings from a pipeline.
+// EngineConfigFor derives the engine settings from a pipeline (the
+// per-step settings live in p.Steps).
 func EngineConfigFor(p *Pipeline) EngineConfig {
 	c := p.Config
 	return EngineConfig{
-		OutputTopic:     c.Kafka.OutputTopic,
-		DeadLetterTopic: c.Kafka.DeadLetterTopic,
-		Batch: batch.Config{
-			MaxSize:  c.Batch.MaxSize,
-			MaxDelay: c.Batch.MaxDelay,
-			MaxBytes: int(c.Batch.MaxBytes),
-		},
+		OutputTopic:        c.Kafka.OutputTopic,
+		DeadLetterTopic:    c.Kafka.DeadLetterTopic,
 		DecodeWorkers:      c.Processing.DecodeWorkers,
-		InferWorkers:       c.Model.Copies,
 		MaxInFlightRecords: c.Processing.MaxInFlightRecords,
 		MaxInFlightBytes:   int64(c.Processing.MaxInFlightBytes),
 	}
+}
+
+// NewPipelineEngine starts an engine running p's model graph into sink.
+func NewPipelineEngine(p *Pipeline, sink Sink, m *Metrics, log *slog.Logger) (*Engine, error) {
+	return NewGraphEngine(EngineConfigFor(p), p.Codec, p.Steps, sink, m, log)
 }
 
 // RunStream runs the pipeline as a consumer-group member until ctx is
@@ -61,43 +65,77 @@ func RunStream(ctx context.Context, p *Pipeline, opts RunOptions) error {
 	if len(brokers) == 0 {
 		return fmt.Errorf("%s: kafka.brokers: required (or pass --brokers)", c.File)
 	}
-	m := NewMetrics(opts.Registerer)
+	m := opts.Metrics
+	if m == nil {
+		m = NewMetrics(opts.Registerer)
+	}
 	stream := NewStream(StreamConfig{
 		Group:          c.Kafka.Group,
 		InputTopic:     c.Kafka.InputTopic,
 		StartOffset:    c.Kafka.StartOffset,
 		CommitInterval: c.Processing.CommitInterval,
 		DrainTimeout:   c.Processing.DrainTimeout,
+		ExactlyOnce:    c.Processing.Guarantee == config.ExactlyOnce,
 	}, m, log)
 	kopts := []kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ClientID(c.Kafka.ClientID),
-		kgo.SessionTimeout(c.Kafka.SessionTimeout), kgo.RebalanceTimeout(c.Kafka.RebalanceTimeout)}
+		kgo.SessionTimeout(c.Kafka.SessionTimeout), kgo.RebalanceTimeout(c.Kafka.RebalanceTimeout),
+		// franz-go buffers at most one fetch per broker until it is
+		// polled; with the in-flight budget this bounds memory under any
+		// backlog.
+		kgo.FetchMaxBytes(int32(c.Kafka.FetchMaxBytes)), kgo.FetchMaxPartitionBytes(int32(c.Kafka.FetchMaxPartitionBytes))}
 	if c.Kafka.InstanceID != "" {
 		kopts = append(kopts, kgo.InstanceID(c.Kafka.InstanceID))
 	}
 	if opts.Registerer != nil {
-		kopts = append(kopts, kgo.WithHooks(kprom.NewMetrics("kinfer_kafka", kprom.Registerer(opts.Registerer))))
+		kopts = append(kopts, kgo.WithHooks(kprom.NewMetrics("kinfer_kafka", kprom.Registerer(opts.Registerer),
+			kprom.FetchAndProduceDetail(kprom.ByNode, kprom.ByTopic, kprom.Records, kprom.UncompressedBytes, kprom.ConsistentNaming))))
 	}
 	kopts = append(kopts, stream.GroupOpts()...)
-	kopts = append(kopts, opts.ClientOpts...)
-	cl, err := kgo.NewClient(kopts...)
-	if err != nil {
-		return fmt.Errorf("creating kafka client: %w", err)
+	exactlyOnce := c.Processing.Guarantee == config.ExactlyOnce
+	var (
+		cl   *kgo.Client
+		sess *kgo.GroupTransactSession
+		err  error
+	)
+	if exactlyOnce {
+		txnID := TransactionalID(c)
+		kopts = append(kopts, kgo.TransactionalID(txnID), kgo.TransactionTimeout(c.Processing.TransactionTimeout))
+		kopts = append(kopts, opts.ClientOpts...)
+		if sess, err = kgo.NewGroupTransactSession(kopts...); err != nil {
+			return fmt.Errorf("creating the transactional kafka client: %w", err)
+		}
+		defer sess.Close()
+		cl = sess.Client()
+		log.Info("exactly-once: transactional producer", "transactional_id", txnID, "cycle", c.Processing.CommitInterval)
+	} else {
+		kopts = append(kopts, opts.ClientOpts...)
+		if cl, err = kgo.NewClient(kopts...); err != nil {
+			return fmt.Errorf("creating kafka client: %w", err)
+		}
+		defer cl.Close()
 	}
-	defer cl.Close()
 	if err := checkTopics(ctx, cl, c.Kafka.InputTopic, c.Kafka.OutputTopic, c.Kafka.DeadLetterTopic); err != nil {
 		return err
 	}
-	eng, err := NewEngine(EngineConfigFor(p), p.Codec, p.Model, KafkaSink{Client: cl}, m, log)
+	var sink Sink = KafkaSink{Client: cl}
+	if exactlyOnce {
+		sink = stream.NewTxnSink(cl)
+	}
+	eng, err := NewPipelineEngine(p, sink, m, log)
 	if err != nil {
 		return err
 	}
 	m.RegisterInFlight(opts.Registerer, eng)
 	if opts.OnReady != nil {
-		opts.OnReady(stream.Ready)
+		opts.OnReady(stream.ReadyErr)
 	}
 	log.Info("starting", "group", c.Kafka.Group, "input", c.Kafka.InputTopic, "output", c.Kafka.OutputTopic,
-		"dead_letter", c.Kafka.DeadLetterTopic, "model", p.Model.Name(), "version", p.Model.Version())
-	err = stream.Run(ctx, cl, eng)
+		"dead_letter", c.Kafka.DeadLetterTopic, "models", modelList(p))
+	if exactlyOnce {
+		err = stream.RunExactlyOnce(ctx, sess, eng)
+	} else {
+		err = stream.Run(ctx, cl, eng)
+	}
 	log.Info("stopped", "err", err)
 	return err
 }
@@ -123,4 +161,27 @@ func checkTopics(ctx context.Context, cl *kgo.Client, topics ...string) error {
 		}
 	}
 	return nil
+}
+
+// TransactionalID is the exactly-once producer's transactional id: the
+// configured one, else derived from the group and the instance id, else
+// from the group, host and process (see config.Processing).
+func TransactionalID(c *config.Config) string {
+	if id := c.Processing.TransactionalID; id != "" {
+		return id
+	}
+	if c.Kafka.InstanceID != "" {
+		return "kinfer-" + c.Kafka.Group + "-" + c.Kafka.InstanceID
+	}
+	host, _ := os.Hostname()
+	return fmt.Sprintf("kinfer-%s-%s-%d", c.Kafka.Group, host, os.Getpid())
+}
+
+// modelList names the models loaded at start, for logs.
+func modelList(p *Pipeline) []string {
+	var out []string
+	for _, h := range p.Models {
+		out = append(out, h.Name()+"@"+h.Version())
+	}
+	return out
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,22 +35,49 @@ type member struct {
 }
 
 func startMember(t *testing.T, addrs []string, group string) *member {
+	return startMemberMode(t, addrs, group, "")
+}
+
+var memberSeq atomic.Int64
+
+// startMemberMode starts a member; a non-empty txnPrefix runs it
+// exactly-once with a transactional id made from it.
+func startMemberMode(t *testing.T, addrs []string, group, txnPrefix string) *member {
 	t.Helper()
-	s := NewStream(StreamConfig{Group: group, InputTopic: "in", CommitInterval: 50 * time.Millisecond, DrainTimeout: 10 * time.Second}, nil, quietLog())
+	s := NewStream(StreamConfig{Group: group, InputTopic: "in", CommitInterval: 50 * time.Millisecond, DrainTimeout: 10 * time.Second, ExactlyOnce: txnPrefix != ""}, nil, quietLog())
 	opts := append([]kgo.Opt{kgo.SeedBrokers(addrs...), kgo.ProducerLinger(0)}, s.GroupOpts()...)
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		t.Fatal(err)
+	var (
+		cl   *kgo.Client
+		sess *kgo.GroupTransactSession
+		sink Sink
+		err  error
+	)
+	if txnPrefix != "" {
+		opts = append(opts, kgo.TransactionalID(fmt.Sprintf("%s-%d", txnPrefix, memberSeq.Add(1))))
+		if sess, err = kgo.NewGroupTransactSession(opts...); err != nil {
+			t.Fatal(err)
+		}
+		cl = sess.Client()
+		sink = s.NewTxnSink(cl)
+	} else {
+		if cl, err = kgo.NewClient(opts...); err != nil {
+			t.Fatal(err)
+		}
+		sink = KafkaSink{Client: cl}
 	}
 	e, err := NewEngine(EngineConfig{OutputTopic: "out", DeadLetterTopic: "in.dlq", Batch: batch.Config{MaxSize: 16, MaxDelay: time.Millisecond}},
-		floatCodec{n: 4}, &doubler{n: 4}, KafkaSink{Client: cl}, nil, quietLog())
+		floatCodec{n: 4}, &doubler{n: 4}, sink, nil, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &member{cancel: cancel, done: make(chan error, 1)}
 	go func() {
-		err := s.Run(ctx, cl, e)
+		if sess != nil {
+			err = s.RunExactlyOnce(ctx, sess, e)
+		} else {
+			err = s.Run(ctx, cl, e)
+		}
 		cl.Close()
 		m.done <- err
 	}()
@@ -101,7 +129,8 @@ type collected struct {
 
 func consumeOutputs(t *testing.T, addrs []string, want int) *collected {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics("out", "in.dlq"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics("out", "in.dlq"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,5 +269,32 @@ func TestStreamRebalanceNoLossNoDuplicates(t *testing.T) {
 	checkOutputs(t, got, endOffsets(t, addrs), 0, false)
 	if got.total != n {
 		t.Fatalf("%d outputs for %d inputs", got.total, n)
+	}
+}
+
+// Exactly-once with a rebalance mid-stream (a member joins, the first
+// leaves) and corrupt records: a read_committed consumer sees exactly one
+// output per input, in order, and the offsets reach the end.
+func TestStreamExactlyOnceRebalance(t *testing.T) {
+	c := newCluster(t)
+	addrs := c.ListenAddrs()
+	prod, _ := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ProducerLinger(0))
+	defer prod.Close()
+	const n, bad = 3000, 97
+	a := startMemberMode(t, addrs, "eos", "eos-txn")
+	produceInputs(t, prod, 0, n/3, bad, 0)
+	b := startMemberMode(t, addrs, "eos", "eos-txn")
+	produceInputs(t, prod, n/3, n/3, bad, 200*time.Microsecond)
+	a.stop(t)
+	produceInputs(t, prod, 2*n/3, n-2*(n/3), bad, 0)
+	got := consumeOutputs(t, addrs, n)
+	b.stop(t)
+	ends := endOffsets(t, addrs)
+	checkOutputs(t, got, ends, bad, false)
+	if got.total != n {
+		t.Fatalf("%d outputs for %d inputs", got.total, n)
+	}
+	if cm := committed(t, addrs, "eos"); fmt.Sprint(cm) != fmt.Sprint(ends) {
+		t.Fatalf("committed %v, end offsets %v", cm, ends)
 	}
 }

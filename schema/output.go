@@ -18,6 +18,10 @@ const (
 	SourceModelName = "model_name"
 	// SourceModelVersion writes the version of the model that made the row.
 	SourceModelVersion = "model_version"
+	// SourceNative writes a value computed by the caller (post-processing:
+	// labels, top-k lists), of the Avro type in AvroType, taken from the
+	// natives passed to BuildRow under From.
+	SourceNative = "native"
 )
 
 // OutputField is one field of the prediction record.
@@ -34,6 +38,10 @@ type OutputField struct {
 	// Shape is the tensor's per-row shape, without the batch dim; -1 marks a
 	// dynamic dim (tensor fields only).
 	Shape []int64
+	// AvroType is the field's Avro type in JSON form, as encoding/json
+	// decodes it ("string", map[string]any{"type": "array", ...}; native
+	// fields only).
+	AvroType any
 }
 
 func (f *OutputField) from() string {
@@ -146,6 +154,11 @@ func BuildOutputSchema(name, namespace, inputSchemaJSON string, fields []OutputF
 			field["type"] = typ
 		case SourceModelName, SourceModelVersion:
 			field["type"] = "string"
+		case SourceNative:
+			if f.AvroType == nil {
+				return "", fmt.Errorf("output field %q: a native field needs AvroType", f.Name)
+			}
+			field["type"] = f.AvroType
 		default:
 			return "", fmt.Errorf("output field %q: unknown source %q, want one of %s, %s, %s, %s",
 				f.Name, f.Source, SourcePassthrough, SourceTensor, SourceModelName, SourceModelVersion)
@@ -215,7 +228,7 @@ func NewOutputBuilder(outputSchemaJSON string, fields []OutputField) (*OutputBui
 			return nil, fmt.Errorf("creating output builder: output field %q is not in %s", f.Name, root.describe())
 		}
 		switch f.Source {
-		case SourcePassthrough, SourceModelName, SourceModelVersion:
+		case SourcePassthrough, SourceModelName, SourceModelVersion, SourceNative:
 		case SourceTensor:
 			if _, ok := avroTypeForDType(f.DType); !ok {
 				return nil, fmt.Errorf("creating output builder: output field %q: invalid dtype %v", f.Name, f.DType)
@@ -243,6 +256,12 @@ func NewOutputBuilder(outputSchemaJSON string, fields []OutputField) (*OutputBui
 // output tensor ([ReasonEncode]), a dtype ([ReasonWrongType]) or shape
 // ([ReasonShape]) other than configured.
 func (b *OutputBuilder) Build(input map[string]any, outputs map[string]*tensor.Tensor, modelName, modelVersion string) (map[string]any, error) {
+	return b.BuildRow(input, outputs, nil, modelName, modelVersion)
+}
+
+// BuildRow is Build with values for SourceNative fields, keyed by their
+// From (or Name). A missing native value is a [ReasonEncode] error.
+func (b *OutputBuilder) BuildRow(input map[string]any, outputs map[string]*tensor.Tensor, natives map[string]any, modelName, modelVersion string) (map[string]any, error) {
 	out := make(map[string]any, len(b.fields))
 	for i := range b.fields {
 		f := &b.fields[i]
@@ -277,6 +296,12 @@ func (b *OutputBuilder) Build(input map[string]any, outputs map[string]*tensor.T
 			out[f.Name] = modelName
 		case SourceModelVersion:
 			out[f.Name] = modelVersion
+		case SourceNative:
+			v, ok := natives[f.from]
+			if !ok {
+				return nil, errorf(ReasonEncode, "output %q: no value computed for it", f.Name)
+			}
+			out[f.Name] = v
 		}
 	}
 	return out, nil

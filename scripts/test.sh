@@ -36,3 +36,16 @@ fi
 
 echo "== tests (unit and integration)"
 go test -count=1 -timeout 30m ./...
+
+if [[ $only == all ]]; then
+  echo "== deploy (promtool, kubeconform, dashboard and alert metric names)"
+  bash deploy/check/deploy-check.sh
+fi
+
+# The fault harness (chaos/, build tag "chaos"): SIGKILLs, a broker restart
+# and membership changes on its own broker (port 39792), sized for CI; the
+# exactly-once run skips itself while kinfer rejects exactly_once. Reports in
+# .cache/chaos/.
+echo "== chaos (fault harness: kills, a broker restart, membership changes)"
+go vet -tags chaos ./chaos/...
+go test -count=1 -tags chaos -run '^TestIntegrationChaos' -timeout 20m -v ./chaos/

@@ -79,13 +79,15 @@ view prints throughput and sample predictions every second.`, stderr)
 	cfg.Schema.OutputEncoding = "wire"
 	cfg.Kafka.Brokers = seeds
 	cfg.Metrics.Disabled = true
-	p, err := processor.Build(ctx, cfg, onnxLoader(log), processor.BuildOptions{Registry: regClient, RegisterOutput: true})
+	p, err := processor.Build(ctx, cfg, modelLoader(log, nil), processor.BuildOptions{Registry: regClient, RegisterOutput: true})
 	if err != nil {
 		return err
 	}
 	defer p.Close()
-	fmt.Fprintf(stdout, "model %s version %s; %d records to %q, predictions to %q, dead letters to %q\n",
-		p.Model.Name(), p.Model.Version(), *records, k.InputTopic, k.OutputTopic, k.DeadLetterTopic)
+	for _, h := range p.Models {
+		fmt.Fprintf(stdout, "model %s version %s\n", h.Name(), h.Version())
+	}
+	fmt.Fprintf(stdout, "%d records to %q, predictions to %q, dead letters to %q\n", *records, k.InputTopic, k.OutputTopic, k.DeadLetterTopic)
 
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()

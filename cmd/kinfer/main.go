@@ -25,6 +25,7 @@ Usage:
 
 Commands:
   run       join a consumer group and predict every record of the input topic
+  replay    run the pipeline as a batch job over a topic slice or Avro files
   validate  check a pipeline.yaml against its Avro schema and model, without Kafka
   demo      run the fraud example end to end on an embedded Kafka
   version   print the version
@@ -55,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		err = cmdRun(ctx, args[1:], stdout, stderr)
+	case "replay":
+		err = cmdReplay(ctx, args[1:], stdout, stderr)
 	case "validate":
 		err = cmdValidate(ctx, args[1:], stdout, stderr)
 	case "demo":

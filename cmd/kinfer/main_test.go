@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -116,5 +118,51 @@ func TestUsage(t *testing.T) {
 	}
 	if code := run([]string{"run", "--config", "/nonexistent.yaml"}, &stdout, &stderr); code != 1 {
 		t.Fatalf("missing config: exit %d", code)
+	}
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// kinfer validate checks every edge of a model graph: the source step and
+// output exist and come earlier, and dtype and per-row shape fit.
+func TestValidateGraph(t *testing.T) {
+	needORT(t)
+	root := repoRoot(t)
+	dir := t.TempDir()
+	sch := filepath.Join(dir, "text.avsc")
+	os.WriteFile(sch, []byte(seqSchema), 0o644)
+	base := `kafka: {group: g, input_topic: text, output_topic: out}
+schema: {input_schema_file: ` + sch + `}
+models:
+  - name: encoder
+    path: MODELS/textenc/model.onnx
+    inputs: [{tensor: input_ids, field: tokens, dtype: int64, shape: [-1]}]
+    batch: {pad: {input_ids: {axis: 0}}, mask_input: attention_mask}
+  - name: classifier
+    path: MODELS/CLS/model.onnx
+    inputs: [{tensor: INPUT, from: FROM}]
+`
+	cases := []struct {
+		name, cls, input, from string
+		code                   int
+		want                   string
+	}{
+		{"valid chain", "textcls", "embedding", "encoder.embedding", 0, "model classifier version"},
+		{"unknown output", "textcls", "embedding", "encoder.embeding", 2, `models[1].inputs[0].from: step "encoder" has no output "embeding" (it has: embedding float32[?,64])`},
+		{"later step", "textcls", "embedding", "classifier.logits", 2, `models[1].inputs[0].from: expected "<step>.<output>" naming an earlier step, found "classifier.logits"`},
+		{"shape mismatch", "fraud", "features", "encoder.embedding", 2, `models[1].inputs[0].from: encoder.embedding has per-row shape [64] but model input "features" takes [8]: dim 0 is 64 vs 8`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			y := strings.NewReplacer("MODELS", filepath.Join(root, "testdata/models"), "CLS", tc.cls, "INPUT", tc.input, "FROM", tc.from).Replace(base)
+			p := filepath.Join(t.TempDir(), "pipeline.yaml")
+			os.WriteFile(p, []byte(y), 0o644)
+			var stdout, stderr bytes.Buffer
+			code := run([]string{"validate", "--config", p}, &stdout, &stderr)
+			out := stdout.String() + stderr.String()
+			if code != tc.code || !strings.Contains(out, tc.want) {
+				t.Fatalf("exit %d (want %d); output lacks %q:\n%s", code, tc.code, tc.want, out)
+			}
+		})
 	}
 }

@@ -24,18 +24,20 @@ Exit status 0 when valid, 2 when not.`, stderr)
 	if err != nil {
 		return err
 	}
-	p, err := processor.Build(ctx, cfg, onnxLoader(log), processor.BuildOptions{})
+	p, err := processor.Build(ctx, cfg, modelLoader(log, nil), processor.BuildOptions{})
 	if err != nil {
 		return err
 	}
 	defer p.Close()
 	fmt.Fprintf(stdout, "%s: valid\n", cfg.File)
-	fmt.Fprintf(stdout, "  model %s version %s\n", p.Model.Name(), p.Model.Version())
-	for _, s := range p.Model.Inputs() {
-		fmt.Fprintf(stdout, "    input  %s\n", s)
-	}
-	for _, s := range p.Model.Outputs() {
-		fmt.Fprintf(stdout, "    output %s\n", s)
+	for _, h := range p.Models {
+		fmt.Fprintf(stdout, "  model %s version %s\n", h.Name(), h.Version())
+		for _, s := range h.Inputs() {
+			fmt.Fprintf(stdout, "    input  %s\n", s)
+		}
+		for _, s := range h.Outputs() {
+			fmt.Fprintf(stdout, "    output %s\n", s)
+		}
 	}
 	fmt.Fprintf(stdout, "  prediction schema:\n%s\n", p.Codec.OutputSchema)
 	return nil

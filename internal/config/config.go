@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,8 +15,6 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
-
-	"github.com/kinfer/kinfer/internal/tensor"
 )
 
 // Guarantee values for processing.guarantee.
@@ -30,13 +29,18 @@ type Config struct {
 	// the config (schema file, model path) are resolved against its folder.
 	File string `yaml:"-"`
 
-	Kafka      Kafka      `yaml:"kafka"`
-	Schema     Schema     `yaml:"schema"`
+	Kafka  Kafka  `yaml:"kafka"`
+	Schema Schema `yaml:"schema"`
+	// Model is a pipeline's one model; Models is a model graph (steps
+	// every row passes through in order). Set exactly one; Steps returns
+	// the graph either way.
 	Model      Model      `yaml:"model"`
+	Models     []Model    `yaml:"models"`
 	Batch      Batch      `yaml:"batch"`
 	Output     Output     `yaml:"output"`
 	Processing Processing `yaml:"processing"`
 	Metrics    Metrics    `yaml:"metrics"`
+	Replay     Replay     `yaml:"replay"`
 }
 
 // Kafka says where records come from and go to.
@@ -71,6 +75,12 @@ type Kafka struct {
 	// a stopped one is not removed until SessionTimeout. Use a stable
 	// per-replica id (the pod name of a StatefulSet). Default "" (dynamic).
 	InstanceID string `yaml:"instance_id"`
+	// FetchMaxBytes caps one fetch response, which bounds what the client
+	// buffers ahead of the pipeline. Default 16MiB.
+	FetchMaxBytes ByteSize `yaml:"fetch_max_bytes"`
+	// FetchMaxPartitionBytes caps the bytes per partition in one fetch.
+	// Default 1MiB.
+	FetchMaxPartitionBytes ByteSize `yaml:"fetch_max_partition_bytes"`
 }
 
 // Schema says how record values are encoded.
@@ -97,74 +107,43 @@ type Schema struct {
 	OutputNamespace  string `yaml:"output_namespace"`
 }
 
-// Model is the ONNX model the pipeline runs.
-type Model struct {
-	// Name identifies the model in predictions and metrics. Required.
-	Name string `yaml:"name"`
-	// Path to the .onnx file. Required.
-	Path string `yaml:"path"`
-	// Version stamped on predictions. Default: the first 12 hex digits of
-	// the model file's sha256.
-	Version string `yaml:"version"`
-	// Copies is how many ONNX Runtime sessions run batches in parallel.
-	// Default 1.
-	Copies int `yaml:"copies"`
-	// IntraOpThreads is each session's thread pool size. Default 0: the
-	// cores divided among the copies (GOMAXPROCS/copies, at least 1).
-	IntraOpThreads int `yaml:"intra_op_threads"`
-	// Provider is "cpu" (default), "cuda" or "tensorrt". A GPU provider
-	// that is unavailable falls back to CPU with a warning.
-	Provider string `yaml:"provider"`
-	// DeviceID is the GPU ordinal for cuda/tensorrt. Default 0.
-	DeviceID int `yaml:"device_id"`
-	// Inputs map record fields to the model's named input tensors. Every
-	// model input must be mapped. Required.
-	Inputs []Input `yaml:"inputs"`
-	// Outputs choose which model outputs land in the prediction record and
-	// under what field names. Default: every model output, under its own
-	// name.
-	Outputs []OutputTensor `yaml:"outputs"`
-}
-
-// Input maps record fields to one model input tensor.
-type Input struct {
-	// Tensor is the model input name. Required.
-	Tensor string `yaml:"tensor"`
-	// Field is one record field (dotted path for nested records). Exactly
-	// one of Field and Fields is required.
-	Field string `yaml:"field"`
-	// Fields are several scalar fields stacked into a vector, in order.
-	Fields []string `yaml:"fields"`
-	// Encoding is "value" (default: Avro scalars and nested arrays) or
-	// "raw" (a bytes field holding a little-endian tensor).
-	Encoding string `yaml:"encoding"`
-	// DType of the tensor (float32, float64, int32, int64, uint8, int8,
-	// bool). Required; checked against the model.
-	DType string `yaml:"dtype"`
-	// Shape is the per-row shape, without the batch dim; -1 marks a
-	// dynamic dim. Default: [] for one scalar field, [len(fields)] for
-	// several. Checked against the model.
-	Shape []int64 `yaml:"shape"`
-	// AllowNaN lets NaN through; by default a NaN dead-letters the record.
-	AllowNaN bool `yaml:"allow_nan"`
-}
-
-// OutputTensor puts one model output into the prediction record.
-type OutputTensor struct {
-	// Tensor is the model output name. Required.
-	Tensor string `yaml:"tensor"`
-	// Field is the prediction record field. Default: the tensor name.
-	Field string `yaml:"field"`
-}
-
 // Batch controls micro-batching.
 type Batch struct {
 	// MaxSize is the most rows in one batch. Default 64.
 	MaxSize int `yaml:"max_size"`
 	// MaxDelay is how long a partial batch waits for more rows. Default 5ms.
 	MaxDelay time.Duration `yaml:"max_delay"`
-	// MaxBytes caps a batch's tensor bytes. Default 8MiB.
+	// MaxBytes caps a batch's tensor bytes (after padding). Default 8MiB.
 	MaxBytes ByteSize `yaml:"max_bytes"`
+	// Pad lets rows of different lengths share a batch: per model input,
+	// which per-row axis is dynamic and how it is padded. Without an entry
+	// an input is not padded, and only rows of exactly the same shape
+	// share a batch. Default: none.
+	Pad map[string]Pad `yaml:"pad"`
+	// MaskInput names a model input (int64, [batch, length]) that the
+	// batcher generates: 1 at real positions, 0 at padding. It is not
+	// mapped from a field. Needs pad. Default "" (none).
+	MaskInput string `yaml:"mask_input"`
+	// TrimOutputs gives, per model output, the per-row axis that carries
+	// the padded length, trimmed back to each row's true length; -1 means
+	// never trim. Default: inferred from the model, an output with exactly
+	// one dynamic per-row dim is trimmed on that axis.
+	TrimOutputs map[string]int `yaml:"trim_outputs"`
+}
+
+// Pad says how one input is padded.
+type Pad struct {
+	// Axis is the dynamic per-row axis (0 = first dim after the batch).
+	Axis int `yaml:"axis"`
+	// Buckets are ascending lengths; a row is padded to the smallest
+	// bucket that holds it and batched only with rows of that bucket.
+	// Empty: pad to the longest row in each batch.
+	Buckets []int64 `yaml:"buckets"`
+	// Value fills padded positions. Default 0.
+	Value float64 `yaml:"value"`
+	// Truncate cuts rows longer than the largest bucket instead of
+	// dead-lettering them (reason row_too_long). Default false.
+	Truncate bool `yaml:"truncate"`
 }
 
 // Output shapes the prediction record.
@@ -176,16 +155,33 @@ type Output struct {
 
 // Processing sets delivery and resource limits.
 type Processing struct {
-	// Guarantee is "at_least_once" (default). "exactly_once" is not
-	// available yet and is rejected by validation.
+	// Guarantee is "at_least_once" (default: an offset is committed after
+	// its output is acknowledged; a crash may repeat outputs) or
+	// "exactly_once" (outputs, dead letters and offsets commit in one Kafka
+	// transaction per commit interval; read_committed consumers see each
+	// prediction once).
 	Guarantee string `yaml:"guarantee"`
+	// TransactionalID names this member's transactional producer
+	// (exactly_once). Default: "kinfer-<group>-<kafka.instance_id>" when an
+	// instance id is set (a restart then fences and aborts the crashed
+	// instance's open transaction at once), else
+	// "kinfer-<group>-<host>-<pid>" (a crashed instance's open transaction
+	// holds back read_committed consumers until transaction_timeout).
+	TransactionalID string `yaml:"transactional_id"`
+	// TransactionTimeout is how long the broker lets a transaction stay
+	// open before aborting it. Default 10s.
+	TransactionTimeout time.Duration `yaml:"transaction_timeout"`
 	// MaxInFlightRecords caps records fetched but not yet acknowledged;
 	// at the cap, fetching waits. Default 10000.
 	MaxInFlightRecords int `yaml:"max_in_flight_records"`
 	// MaxInFlightBytes caps the input bytes of those records. Default 64MiB.
 	MaxInFlightBytes ByteSize `yaml:"max_in_flight_bytes"`
-	// CommitInterval is how often acknowledged offsets are committed.
-	// Default 1s.
+	// CommitInterval is how often acknowledged offsets are committed; with
+	// exactly_once, how long one transaction collects records (each cycle
+	// ends with a short drain of the pipeline, and predictions become
+	// visible to read_committed consumers only at its end, so this is
+	// also their added latency). Default 1s, 100ms with exactly_once (as
+	// Kafka Streams).
 	CommitInterval time.Duration `yaml:"commit_interval"`
 	// DrainTimeout bounds the wait for in-flight records at shutdown and on
 	// partition revocation. Default 30s.
@@ -282,6 +278,12 @@ func (c *Config) ApplyDefaults() {
 	if k.RebalanceTimeout == 0 {
 		k.RebalanceTimeout = 60 * time.Second
 	}
+	if k.FetchMaxBytes == 0 {
+		k.FetchMaxBytes = 16 << 20
+	}
+	if k.FetchMaxPartitionBytes == 0 {
+		k.FetchMaxPartitionBytes = 1 << 20
+	}
 	s := &c.Schema
 	if s.OutputEncoding == "" {
 		s.OutputEncoding = "plain"
@@ -298,26 +300,12 @@ func (c *Config) ApplyDefaults() {
 	if s.OutputNamespace == "" {
 		s.OutputNamespace = "kinfer"
 	}
-	m := &c.Model
-	if m.Copies == 0 {
-		m.Copies = 1
-	}
-	if m.Provider == "" {
-		m.Provider = "cpu"
-	}
-	for i := range m.Inputs {
-		in := &m.Inputs[i]
-		if in.Encoding == "" {
-			in.Encoding = "value"
+	if len(c.Models) > 0 {
+		for i := range c.Models {
+			c.Models[i].applyDefaults()
 		}
-		if in.Shape == nil && len(in.Fields) > 0 {
-			in.Shape = []int64{int64(len(in.Fields))}
-		}
-	}
-	for i := range m.Outputs {
-		if m.Outputs[i].Field == "" {
-			m.Outputs[i].Field = m.Outputs[i].Tensor
-		}
+	} else {
+		c.Model.applyDefaults()
 	}
 	b := &c.Batch
 	if b.MaxSize == 0 {
@@ -341,6 +329,12 @@ func (c *Config) ApplyDefaults() {
 	}
 	if p.CommitInterval == 0 {
 		p.CommitInterval = time.Second
+		if p.Guarantee == ExactlyOnce {
+			p.CommitInterval = 100 * time.Millisecond
+		}
+	}
+	if p.TransactionTimeout == 0 {
+		p.TransactionTimeout = 10 * time.Second
 	}
 	if p.DrainTimeout == 0 {
 		p.DrainTimeout = 30 * time.Second
@@ -348,6 +342,7 @@ func (c *Config) ApplyDefaults() {
 	if c.Metrics.Listen == "" {
 		c.Metrics.Listen = "127.0.0.1:9464"
 	}
+	c.Replay.applyDefaults(c)
 }
 
 // Validate checks the config on its own (not against schema or model; see
@@ -365,6 +360,9 @@ func (c *Config) Validate() error {
 	if k.SessionTimeout <= 0 {
 		v.add("kafka.session_timeout", "must be positive")
 	}
+	if k.FetchMaxBytes < 1024 || k.FetchMaxPartitionBytes < 1024 {
+		v.add("kafka.fetch_max_bytes", "fetch_max_bytes and fetch_max_partition_bytes must be at least 1KiB")
+	}
 	s := c.Schema
 	if s.RegistryURL == "" && s.InputSchemaFile == "" {
 		v.add("schema.input_schema_file", "required when schema.registry_url is empty (plain Avro needs the writer schema)")
@@ -373,74 +371,17 @@ func (c *Config) Validate() error {
 	if s.OutputEncoding == "wire" && s.RegistryURL == "" {
 		v.add("schema.output_encoding", `"wire" needs schema.registry_url to register the output schema`)
 	}
-	m := c.Model
-	v.required("model.name", m.Name)
-	v.required("model.path", m.Path)
-	v.positive("model.copies", m.Copies)
-	if m.IntraOpThreads < 0 {
-		v.add("model.intra_op_threads", fmt.Sprintf("must not be negative, found %d", m.IntraOpThreads))
-	}
-	v.oneOf("model.provider", m.Provider, "cpu", "cuda", "tensorrt")
-	if len(m.Inputs) == 0 {
-		v.add("model.inputs", "at least one input mapping is required")
-	}
-	seen := map[string]bool{}
-	for i, in := range m.Inputs {
-		f := fmt.Sprintf("model.inputs[%d]", i)
-		v.required(f+".tensor", in.Tensor)
-		if seen[in.Tensor] {
-			v.add(f+".tensor", fmt.Sprintf("%q is mapped twice", in.Tensor))
-		}
-		seen[in.Tensor] = true
-		if (in.Field == "") == (len(in.Fields) == 0) {
-			v.add(f, "set exactly one of field and fields")
-		}
-		if _, err := tensor.ParseDType(in.DType); err != nil {
-			v.add(f+".dtype", err.Error())
-		}
-		v.oneOf(f+".encoding", in.Encoding, "value", "raw")
-		if in.Encoding == "raw" && len(in.Fields) > 0 {
-			v.add(f+".encoding", `"raw" reads one bytes field; use field, not fields`)
-		}
-		if len(in.Fields) > 0 && (len(in.Shape) != 1 || in.Shape[0] != int64(len(in.Fields))) {
-			v.add(f+".shape", fmt.Sprintf("expected [%d] for %d stacked fields, found %v", len(in.Fields), len(in.Fields), in.Shape))
-		}
-		dyn := 0
-		for _, d := range in.Shape {
-			if d == -1 {
-				dyn++
-			} else if d <= 0 {
-				v.add(f+".shape", fmt.Sprintf("dims must be positive or -1 (dynamic), found %d", d))
-			}
-		}
-		if in.Encoding == "raw" && dyn > 1 {
-			v.add(f+".shape", "a raw tensor may have at most one dynamic (-1) dim")
-		}
-	}
-	outSeen := map[string]bool{}
-	for i, o := range m.Outputs {
-		f := fmt.Sprintf("model.outputs[%d]", i)
-		v.required(f+".tensor", o.Tensor)
-		if outSeen[o.Field] {
-			v.add(f+".field", fmt.Sprintf("%q is used twice", o.Field))
-		}
-		outSeen[o.Field] = true
-	}
-	b := c.Batch
-	v.positive("batch.max_size", b.MaxSize)
-	if b.MaxDelay < 0 {
-		v.add("batch.max_delay", "must not be negative")
-	}
-	if b.MaxBytes <= 0 {
-		v.add("batch.max_bytes", "must be positive")
-	}
+	c.validateGraph(v)
+	v.batch("batch", c.Batch)
 	p := c.Processing
 	switch p.Guarantee {
 	case AtLeastOnce:
 	case ExactlyOnce:
-		v.add("processing.guarantee", `"exactly_once" is not implemented yet; expected "at_least_once"`)
+		if p.TransactionTimeout <= p.CommitInterval {
+			v.add("processing.transaction_timeout", fmt.Sprintf("must be longer than processing.commit_interval (%v), found %v", p.CommitInterval, p.TransactionTimeout))
+		}
 	default:
-		v.add("processing.guarantee", fmt.Sprintf("expected \"at_least_once\", found %q", p.Guarantee))
+		v.add("processing.guarantee", fmt.Sprintf("expected \"at_least_once\" or \"exactly_once\", found %q", p.Guarantee))
 	}
 	v.positive("processing.max_in_flight_records", p.MaxInFlightRecords)
 	if p.MaxInFlightBytes <= 0 {
@@ -458,6 +399,7 @@ func (c *Config) Validate() error {
 	if p.DecodeWorkers < 0 {
 		v.add("processing.decode_workers", "must not be negative")
 	}
+	c.Replay.validate(v)
 	return v.err()
 }
 
@@ -520,6 +462,37 @@ func (v *validator) oneOf(field, val string, allowed ...string) {
 		}
 	}
 	v.add(field, fmt.Sprintf("expected one of %q, found %q", allowed, val))
+}
+
+func (v *validator) batch(field string, b Batch) {
+	v.positive(field+".max_size", b.MaxSize)
+	if b.MaxDelay < 0 {
+		v.add(field+".max_delay", "must not be negative")
+	}
+	if b.MaxBytes <= 0 {
+		v.add(field+".max_bytes", "must be positive")
+	}
+	for name, pd := range b.Pad {
+		f := field + ".pad." + name
+		if pd.Axis < 0 {
+			v.add(f+".axis", fmt.Sprintf("must not be negative, found %d", pd.Axis))
+		}
+		for i, bk := range pd.Buckets {
+			if bk <= 0 || (i > 0 && bk <= pd.Buckets[i-1]) {
+				v.add(f+".buckets", fmt.Sprintf("must be positive and strictly ascending, found %v", pd.Buckets))
+				break
+			}
+		}
+		if pd.Truncate && len(pd.Buckets) == 0 {
+			v.add(f+".truncate", "needs buckets (truncation cuts to the largest bucket)")
+		}
+		if math.IsNaN(pd.Value) || math.IsInf(pd.Value, 0) {
+			v.add(f+".value", "must be a finite number")
+		}
+	}
+	if b.MaskInput != "" && len(b.Pad) == 0 {
+		v.add(field+".mask_input", "needs pad: a mask marks padded positions")
+	}
 }
 
 func (v *validator) err() error {

@@ -67,10 +67,11 @@ func TestValidationMessages(t *testing.T) {
 		{"bad dtype", "dtype: float32", "dtype: flot32", []string{`p.yaml: model.inputs[0].dtype: unknown dtype "flot32" (expected one of float32`}},
 		{"output equals input", "output_topic: out", "output_topic: in", []string{"kafka.output_topic: must differ from kafka.input_topic"}},
 		{"no schema", "schema: {input_schema_file: s.avsc}", "", []string{"schema.input_schema_file: required when schema.registry_url is empty"}},
-		{"field and fields", "fields: [a, b]", "fields: [a, b], field: c", []string{"model.inputs[0]: set exactly one of field and fields"}},
+		{"field and fields", "fields: [a, b]", "fields: [a, b], field: c", []string{"model.inputs[0]: set exactly one of field, fields and from"}},
 		{"shape vs fields", "dtype: float32", "dtype: float32, shape: [3]", []string{"model.inputs[0].shape: expected [2] for 2 stacked fields, found [3]"}},
 		{"unknown field", "path: m.onnx", "path: m.onnx\n  pth: x", []string{"p.yaml: yaml: unmarshal errors", "field pth not found"}},
-		{"exactly once not yet", "kafka:", "processing: {guarantee: exactly_once}\nkafka:", []string{`processing.guarantee: "exactly_once" is not implemented yet`}},
+		{"transaction shorter than its cycle", "kafka:", "processing: {guarantee: exactly_once, commit_interval: 20s}\nkafka:", []string{`processing.transaction_timeout: must be longer than processing.commit_interval (20s), found 10s`}},
+		{"unknown guarantee", "kafka:", "processing: {guarantee: at_most_once}\nkafka:", []string{`processing.guarantee: expected "at_least_once" or "exactly_once", found "at_most_once"`}},
 		{"bad byte size", "kafka:", "batch: {max_bytes: lots}\nkafka:", []string{`"lots" is not a byte size`}},
 		{"bad provider", "path: m.onnx", "path: m.onnx\n  provider: tpu", []string{`model.provider: expected one of ["cpu" "cuda" "tensorrt"], found "tpu"`}},
 		{"two problems at once", "group: g, input_topic: in, ", "", []string{"p.yaml: kafka.group: required\np.yaml: kafka.input_topic: required"}},
@@ -105,5 +106,55 @@ func TestParseByteSize(t *testing.T) {
 		if _, err := ParseByteSize(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+const graph = `
+kafka: {group: g, input_topic: in, output_topic: out}
+schema: {input_schema_file: s.avsc}
+models:
+  - name: enc
+    path: enc.onnx
+    inputs: [{tensor: ids, field: tokens, dtype: int64, shape: [-1]}]
+  - name: cls
+    path: cls.onnx
+    inputs: [{tensor: emb, from: enc.embedding}]
+    post: [{op: argmax, tensor: probs, field: label, labels: [a, b]}]
+`
+
+func TestGraphValidation(t *testing.T) {
+	c, err := Parse("g.yaml", []byte(graph))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Steps()) != 2 || c.StepField(1) != "models[1]" || c.OutputField(1, "probs") != "cls_probs" {
+		t.Fatalf("steps %d, field %s, output %s", len(c.Steps()), c.StepField(1), c.OutputField(1, "probs"))
+	}
+	cases := []struct{ name, old, new, want string }{
+		{"edge to a later step", "from: enc.embedding", "from: cls.embedding", `models[1].inputs[0].from: expected "<step>.<output>" naming an earlier step, found "cls.embedding"`},
+		{"edge without an output", "from: enc.embedding", "from: enc", `models[1].inputs[0].from: expected "<step>.<output>"`},
+		{"duplicate step", "name: cls", "name: enc", `models[1].name: "enc" is also the name of models[0]`},
+		{"both model and models", "kafka:", "model: {name: x, path: x.onnx}\nkafka:", "set either model (one model) or models (a graph), not both"},
+		{"one variant", "    path: cls.onnx\n", "    variants: [{name: v1, path: a.onnx, weight: 1}]\n", "an A/B split needs at least two variants"},
+		{"path and per_key", "    path: cls.onnx\n", "    path: cls.onnx\n    per_key: {field: k, path: \"m/{key}.onnx\"}\n", "set one of path/url (one model), variants (A/B) and per_key"},
+		{"per_key without {key}", "    path: cls.onnx\n", "    per_key: {field: k, path: m.onnx}\n", `models[1].per_key.path: must contain {key}`},
+		{"threshold labels", "op: argmax", "op: threshold", ""},
+		{"bad post op", "op: argmax", "op: argmin", `models[1].post[0].op: expected one of`},
+		{"field collision", "field: label", "field: ids", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			src := strings.Replace(graph, tc.old, tc.new, 1)
+			_, err := Parse("g.yaml", []byte(src))
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("unexpected error %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v\nlacks %q", err, tc.want)
+			}
+		})
 	}
 }

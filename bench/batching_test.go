@@ -1,0 +1,167 @@
+// Package bench holds kinfer's benchmarks. batching_test.go compares
+// batching strategies on real models through ONNX Runtime, without Kafka:
+// one row per call, pad to the longest row of each batch, and shape
+// buckets.
+package bench
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/kinfer/kinfer/batch"
+	"github.com/kinfer/kinfer/handlers"
+	"github.com/kinfer/kinfer/handlers/onnx"
+	"github.com/kinfer/kinfer/internal/tensor"
+)
+
+func repoRoot(tb testing.TB) string {
+	dir, _ := os.Getwd()
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		if parent := filepath.Dir(dir); parent != dir {
+			dir = parent
+			continue
+		}
+		tb.Fatal("go.mod not found")
+	}
+}
+
+func loadModel(tb testing.TB, name string) handlers.ModelHandler {
+	tb.Helper()
+	if _, err := onnx.LibraryPath(); err != nil {
+		if os.Getenv("CI") == "true" {
+			tb.Fatal(err)
+		}
+		tb.Skipf("ONNX Runtime not found (run `make ort`): %v", err)
+	}
+	h, err := onnx.Load(context.Background(), onnx.Options{Path: filepath.Join(repoRoot(tb), "testdata/models", name, "model.onnx"),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { h.Close() })
+	return h
+}
+
+// seqRows makes n token rows of uniformly random length 1..300.
+func seqRows(n int) []map[string]*tensor.Tensor { return seqRowsN(n, 300, 1000) }
+
+// seqRowsN makes n rows of uniformly random length 1..maxLen with token
+// ids below vocab.
+func seqRowsN(n, maxLen int, vocab int64) []map[string]*tensor.Tensor {
+	rng := rand.New(rand.NewPCG(7, 11))
+	rows := make([]map[string]*tensor.Tensor, n)
+	for i := range rows {
+		l := 1 + rng.IntN(maxLen)
+		ids := make([]int64, l)
+		for j := range ids {
+			ids[j] = rng.Int64N(vocab)
+		}
+		rows[i] = map[string]*tensor.Tensor{"input_ids": {DType: tensor.Int64, Shape: []int64{int64(l)}, Data: ids}}
+	}
+	return rows
+}
+
+func mlpRows(n int) []map[string]*tensor.Tensor {
+	rng := rand.New(rand.NewPCG(3, 5))
+	rows := make([]map[string]*tensor.Tensor, n)
+	for i := range rows {
+		x := make([]float32, 784)
+		for j := range x {
+			x[j] = rng.Float32()
+		}
+		rows[i] = map[string]*tensor.Tensor{"input": {DType: tensor.Float32, Shape: []int64{784}, Data: x}}
+	}
+	return rows
+}
+
+// buckets16 are sequence buckets every 16 tokens up to 256.
+var buckets16 = []int64{16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240, 256}
+
+// buckets32 are sequence buckets every 32 tokens up to 320.
+var buckets32 = []int64{32, 64, 96, 128, 160, 192, 224, 256, 288, 320}
+
+// runBatched pushes b.N rows (cycling rows) through a batcher and the
+// model, as a backlog would: full batches leave at once, the rest at the
+// end. It reports rows/s and the padding ratio.
+func runBatched(b *testing.B, model handlers.ModelHandler, rows []map[string]*tensor.Tensor, cfg batch.Config) {
+	bt, err := batch.New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	var padded, total int
+	run := func(bs []*batch.Batch) {
+		for _, x := range bs {
+			padded += x.PaddedElems
+			total += x.TotalElems
+			_, errs := batch.Isolate(ctx, x, model.Infer)
+			for _, err := range errs {
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+	now := time.Now()
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		bs, err := bt.Add(now, batch.Item{Inputs: rows[i%len(rows)], Ref: i})
+		if err != nil {
+			b.Fatal(err)
+		}
+		run(bs)
+	}
+	run(bt.Flush())
+	elapsed := time.Since(start)
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "rows/s")
+	ratio := 0.0
+	if total > 0 {
+		ratio = float64(padded) / float64(total)
+	}
+	b.ReportMetric(ratio, "padding-ratio")
+}
+
+// BenchmarkBatching compares, in one run, batch size 1, pad-to-longest and
+// shape buckets on a variable-length sequence model (seqpool: lengths
+// 1..300) and on a fixed-shape MLP (fnn: 784 floats).
+func BenchmarkBatching(b *testing.B) {
+	seq := seqRows(2048)
+	mask := "attention_mask"
+	b.Run("seq/batch1", func(b *testing.B) {
+		runBatched(b, loadModel(b, "seqpool"), seq, batch.Config{MaxSize: 1, Pad: map[string]batch.PadSpec{"input_ids": {}}, MaskInput: mask, TrimAxis: map[string]int{"token_scores": 0, "logits": -1}})
+	})
+	b.Run("seq/pad-to-max", func(b *testing.B) {
+		runBatched(b, loadModel(b, "seqpool"), seq, batch.Config{MaxSize: 32, MaxBytes: 64 << 20, Pad: map[string]batch.PadSpec{"input_ids": {}}, MaskInput: mask, TrimAxis: map[string]int{"token_scores": 0, "logits": -1}})
+	})
+	b.Run("seq/buckets", func(b *testing.B) {
+		runBatched(b, loadModel(b, "seqpool"), seq, batch.Config{MaxSize: 32, MaxBytes: 64 << 20, Pad: map[string]batch.PadSpec{"input_ids": {Buckets: buckets32}}, MaskInput: mask, TrimAxis: map[string]int{"token_scores": 0, "logits": -1}})
+	})
+	enc := seqRowsN(512, 256, 2000)
+	encTrim := map[string]int{"embedding": -1}
+	b.Run("textenc/batch1", func(b *testing.B) {
+		runBatched(b, loadModel(b, "textenc"), enc, batch.Config{MaxSize: 1, Pad: map[string]batch.PadSpec{"input_ids": {}}, MaskInput: mask, TrimAxis: encTrim})
+	})
+	b.Run("textenc/pad-to-max", func(b *testing.B) {
+		runBatched(b, loadModel(b, "textenc"), enc, batch.Config{MaxSize: 32, MaxBytes: 64 << 20, Pad: map[string]batch.PadSpec{"input_ids": {}}, MaskInput: mask, TrimAxis: encTrim})
+	})
+	b.Run("textenc/buckets", func(b *testing.B) {
+		runBatched(b, loadModel(b, "textenc"), enc, batch.Config{MaxSize: 32, MaxBytes: 64 << 20, Pad: map[string]batch.PadSpec{"input_ids": {Buckets: buckets16}}, MaskInput: mask, TrimAxis: encTrim})
+	})
+	mlp := mlpRows(512)
+	b.Run("mlp/batch1", func(b *testing.B) {
+		runBatched(b, loadModel(b, "fnn"), mlp, batch.Config{MaxSize: 1})
+	})
+	b.Run("mlp/batch32", func(b *testing.B) {
+		runBatched(b, loadModel(b, "fnn"), mlp, batch.Config{MaxSize: 32, MaxBytes: 64 << 20})
+	})
+}
