@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -42,8 +43,9 @@ func loadModel(tb testing.TB, name string) handlers.ModelHandler {
 		}
 		tb.Skipf("ONNX Runtime not found (run `make ort`): %v", err)
 	}
+	threads, _ := strconv.Atoi(os.Getenv("KINFER_BENCH_THREADS")) // 0: the handler's default
 	h, err := onnx.Load(context.Background(), onnx.Options{Path: filepath.Join(repoRoot(tb), "testdata/models", name, "model.onnx"),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		IntraOpThreads: threads, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		tb.Fatal(err)
 	}

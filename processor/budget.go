@@ -25,6 +25,16 @@ func newBudget(maxRecs int, maxBytes int64) *budget {
 }
 
 func (b *budget) acquire(ctx context.Context, n int64) error {
+	// Fast path: under the cap, take it without arming a context callback
+	// (this runs once per record).
+	b.mu.Lock()
+	if b.recs < b.maxRecs && (b.recs == 0 || b.bytes+n <= b.maxBytes) {
+		b.recs++
+		b.bytes += n
+		b.mu.Unlock()
+		return nil
+	}
+	b.mu.Unlock()
 	stop := context.AfterFunc(ctx, func() {
 		b.mu.Lock()
 		b.cond.Broadcast()
