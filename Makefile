@@ -12,7 +12,7 @@ RACE_PKGS := ./processor/... ./batch/... ./schema/... ./internal/config/...
 
 export KINFER_CACHE := $(CACHE)
 
-.PHONY: all build test integration race fuzz vet ort kafka-fetch kafka-start kafka-stop demo bench fixtures clean deploy-check
+.PHONY: all build test integration race fuzz vet ort kafka-fetch kafka-start kafka-stop demo bench fixtures fixtures-frameworks clean deploy-check
 
 all: build
 
@@ -80,6 +80,13 @@ fixtures:
 	python3 -m venv $(CACHE)/fixtures-venv
 	$(CACHE)/fixtures-venv/bin/pip install -q -r testdata/models/requirements.txt
 	$(CACHE)/fixtures-venv/bin/python testdata/models/make_models.py
+
+## fixtures-frameworks: regenerate the PyTorch and Keras fixtures (a venv of
+## about 7 GB: the PyPI torch wheel pulls CUDA libraries)
+fixtures-frameworks:
+	python3 -m venv $(CACHE)/frameworks-venv
+	$(CACHE)/frameworks-venv/bin/pip install -q -r testdata/models/requirements-frameworks.txt
+	$(CACHE)/frameworks-venv/bin/python testdata/models/make_framework_models.py
 
 clean:
 	rm -rf bin
