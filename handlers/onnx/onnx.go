@@ -21,7 +21,6 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -37,7 +36,8 @@ var ErrClosed = errors.New("onnx: handler is closed")
 // ErrInvalidInput is wrapped by the errors Infer returns when the inputs do
 // not match the model (a missing, unknown, mistyped or misshapen tensor).
 // Retrying such a batch cannot succeed.
-var ErrInvalidInput = errors.New("invalid input")
+// It is handlers.ErrInvalidInput, so callers can check either.
+var ErrInvalidInput = handlers.ErrInvalidInput
 
 // Handler is one loaded ONNX model. It implements handlers.ModelHandler and
 // is safe for concurrent use.
@@ -409,9 +409,9 @@ func (h *Handler) Infer(ctx context.Context, inputs map[string]*tensor.Tensor) (
 		return nil, ErrClosed
 	default:
 	}
-	batch, err := h.check(inputs)
+	batch, err := handlers.CheckInputs(h.inputs, inputs)
 	if err != nil {
-		return nil, fmt.Errorf("onnx: model %s: %w: %w", h.name, ErrInvalidInput, err)
+		return nil, fmt.Errorf("onnx: model %s: %w", h.name, err)
 	}
 	ins := make([]ort.Value, len(h.inputs))
 	defer destroyValues(ins)
@@ -446,50 +446,6 @@ func (h *Handler) Infer(ctx context.Context, inputs map[string]*tensor.Tensor) (
 		result[spec.Name] = t
 	}
 	return result, nil
-}
-
-// check validates inputs against the model and returns the batch size.
-func (h *Handler) check(inputs map[string]*tensor.Tensor) (int, error) {
-	for name := range inputs {
-		if _, ok := h.inputIndex[name]; !ok {
-			return 0, fmt.Errorf("unknown input %q (the model's inputs are %s)", name, strings.Join(specStrings(h.inputs), ", "))
-		}
-	}
-	batch, batchFrom := -1, ""
-	for _, spec := range h.inputs {
-		t, ok := inputs[spec.Name]
-		if !ok || t == nil {
-			return 0, fmt.Errorf("missing input %q (want %v)", spec.Name, spec)
-		}
-		if err := t.Validate(); err != nil {
-			return 0, fmt.Errorf("input %q: %w", spec.Name, err)
-		}
-		if t.DType != spec.DType {
-			return 0, fmt.Errorf("input %q is %v; the model wants %v", spec.Name, t.DType, spec)
-		}
-		if len(t.Shape) != len(spec.Shape) {
-			return 0, fmt.Errorf("input %q has shape %s (rank %d); the model wants %v (rank %d)",
-				spec.Name, tensor.ShapeString(t.Shape), len(t.Shape), spec, len(spec.Shape))
-		}
-		if len(t.Shape) == 0 {
-			return 0, fmt.Errorf("input %q is a scalar; inputs need a leading batch dim", spec.Name)
-		}
-		for i, d := range spec.Shape {
-			if d >= 0 && t.Shape[i] != d {
-				return 0, fmt.Errorf("input %q has shape %s; the model wants %v (dim %d must be %d)",
-					spec.Name, tensor.ShapeString(t.Shape), spec, i, d)
-			}
-		}
-		if t.Len() == 0 {
-			return 0, fmt.Errorf("input %q has shape %s, which holds no elements", spec.Name, tensor.ShapeString(t.Shape))
-		}
-		if batch < 0 {
-			batch, batchFrom = int(t.Shape[0]), spec.Name
-		} else if int(t.Shape[0]) != batch {
-			return 0, fmt.Errorf("input %q has batch size %d but input %q has %d", spec.Name, t.Shape[0], batchFrom, batch)
-		}
-	}
-	return batch, nil
 }
 
 // acquire takes a free session, waiting while all are busy.
