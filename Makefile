@@ -8,7 +8,7 @@ ORT_LIB   := $(CACHE)/ort/1.30.0/libonnxruntime.so
 BIN       := bin/kinfer
 FUZZTIME  ?= 10s
 # Packages with goroutines of their own: run under the race detector.
-RACE_PKGS := ./processor/... ./batch/... ./schema/... ./internal/config/...
+RACE_PKGS := ./processor/... ./batch/... ./schema/... ./internal/config/... ./transform/...
 
 export KINFER_CACHE := $(CACHE)
 

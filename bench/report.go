@@ -1,0 +1,333 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Report is everything one run measured.
+type Report struct {
+	StartedAt  time.Time `json:"started_at"`
+	Seconds    float64   `json:"seconds"`
+	Short      bool      `json:"short"`
+	Host       Host      `json:"host"`
+	Brokers    []string  `json:"brokers"`
+	BrokerNote string    `json:"broker_note,omitempty"`
+	Partitions int       `json:"partitions"`
+	MaxDelayMs float64   `json:"max_delay_ms"`
+
+	Workloads []WorkloadReport `json:"workloads"`
+	Stages    []StageSplit     `json:"stages"`
+	Notes     []string         `json:"notes"`
+	// Plots are the PNG files written beside the report.
+	Plots []string `json:"plots"`
+}
+
+// Host describes the machine the run measured.
+type Host struct {
+	CPUs         int    `json:"cpus"`
+	GOMAXPROCS   int    `json:"gomaxprocs"`
+	CPUModel     string `json:"cpu_model,omitempty"`
+	OS           string `json:"os"`
+	GoVersion    string `json:"go_version"`
+	ORTLibrary   string `json:"ort_library,omitempty"`
+	LoadAvgStart string `json:"loadavg_start"`
+	LoadAvgEnd   string `json:"loadavg_end"`
+}
+
+// WorkloadReport is one workload's ceilings, end-to-end throughput and
+// latencies.
+type WorkloadReport struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	ValueBytes  int    `json:"value_bytes"`
+
+	// ORT is ONNX Runtime alone at each batch size; ORTBest its best.
+	ORT     []BatchPoint `json:"ort"`
+	ORTBest BatchPoint   `json:"ort_best"`
+	// Kafka is the consume+produce pass-through of the same records.
+	Kafka Throughput `json:"kafka_pass_through"`
+	// Ceiling is min(ORTBest, Kafka) and CeilingName which one it is.
+	Ceiling     float64 `json:"ceiling_records_per_sec"`
+	CeilingName string  `json:"ceiling"`
+
+	// Sweep is kinfer end to end at each batch size; EndToEnd the best.
+	Sweep    []Sustained `json:"sweep"`
+	EndToEnd Sustained   `json:"end_to_end"`
+	// Ratios of the end-to-end throughput to each ceiling.
+	RatioToCeiling float64 `json:"ratio_to_ceiling"`
+	RatioToORT     float64 `json:"ratio_to_ort"`
+	RatioToKafka   float64 `json:"ratio_to_kafka"`
+
+	Latency []LatencyPoint `json:"latency"`
+	// KafkaLatency is the pass-through's latency at the same loads: the
+	// floor that the broker, the clients and this machine set.
+	KafkaLatency []LatencyPoint `json:"kafka_pass_through_latency"`
+}
+
+func (w *WorkloadReport) ceilings() {
+	w.Ceiling, w.CeilingName = w.ORTBest.RowsPerSec, fmt.Sprintf("ONNX Runtime alone (batch %d)", w.ORTBest.BatchSize)
+	if w.Kafka.RecordsPerSec < w.Ceiling {
+		w.Ceiling, w.CeilingName = w.Kafka.RecordsPerSec, "Kafka pass-through"
+	}
+	e := w.EndToEnd.RecordsPerSec
+	w.RatioToCeiling, w.RatioToORT, w.RatioToKafka = safeDiv(e, w.Ceiling), safeDiv(e, w.ORTBest.RowsPerSec), safeDiv(e, w.Kafka.RecordsPerSec)
+}
+
+func safeDiv(a, b float64) float64 {
+	if b == 0 || math.IsNaN(a/b) || math.IsInf(a/b, 0) {
+		return 0
+	}
+	return a / b
+}
+
+// notes states what the numbers say and what to doubt.
+func (r *Report) notes() {
+	var n []string
+	if r.Short {
+		n = append(n, "SHORT MODE: tiny sizes, one repeat; these numbers check that the harness works and measure nothing.")
+	}
+	n = append(n, fmt.Sprintf("One machine (%d CPUs, GOMAXPROCS %d) shared by the broker (a JVM), kinfer, and the harness's own producers and consumers; load average %s at the start, %s at the end. Ceilings and kinfer compete for the same cores, so all figures are for this shared setup.",
+		r.Host.CPUs, r.Host.GOMAXPROCS, r.Host.LoadAvgStart, r.Host.LoadAvgEnd))
+	for _, w := range r.Workloads {
+		n = append(n, fmt.Sprintf("%s: kinfer sustains %s records/s end to end (max_size %d) = %.0f%% of min(ceilings) = %s (%s); %.0f%% of ONNX Runtime alone, %.0f%% of the Kafka pass-through.",
+			w.Name, num(w.EndToEnd.RecordsPerSec), w.EndToEnd.BatchSize, 100*w.RatioToCeiling, num(w.Ceiling), w.CeilingName, 100*w.RatioToORT, 100*w.RatioToKafka))
+		if len(w.Latency) > 0 {
+			var parts []string
+			for _, l := range w.Latency {
+				parts = append(parts, fmt.Sprintf("%.0f%% load: p50 %.1f ms (%.1fx max_delay), p99 %.1f ms (%.1fx)", 100*l.LoadFraction, l.P50Ms, l.P50OverMaxDelay, l.P99Ms, l.P99OverMaxDelay))
+			}
+			n = append(n, fmt.Sprintf("%s latency vs max_delay %g ms: %s.", w.Name, r.MaxDelayMs, strings.Join(parts, "; ")))
+		}
+	}
+	if len(r.Workloads) > 0 {
+		n = append(n, "The latency runs add work the sustained runs do not have: the harness produces the input at the offered rate and consumes every prediction, in the same process, and the broker serves both on the same two cores; so the load kinfer can carry there is below the sustained figure, and the 90% step can build a queue.")
+		n = append(n, "Latency includes the output producer's linger: kinfer's franz-go client keeps its default ProducerLinger of 10ms (no pipeline.yaml setting), so at low load a prediction can wait up to 10 ms before it is sent, on top of batch.max_delay.")
+	}
+	n = append(n, r.avroNote()...)
+	n = append(n, "CPU per stage is the whole process's user+system time (getrusage) over the stage's loop divided by records, median of the repeats after a warm-up; fetch and produce count only the client side (the broker's CPU is another process). The benchmark pipelines configure no transform stages, so the engine-alone figure has none; the transform row is transform.Pipeline.Apply timed alone on the decoded record, what such a stage would add.")
+	r.Notes = n
+}
+
+// avroNote says whether the Avro codec is the engine's bottleneck, with
+// numbers, and names the faster option.
+func (r *Report) avroNote() []string {
+	var arr, raw *StageSplit
+	for i := range r.Stages {
+		switch r.Stages[i].Record {
+		case "fnn-array":
+			arr = &r.Stages[i]
+		case "fnn-raw":
+			raw = &r.Stages[i]
+		}
+	}
+	if arr == nil {
+		return nil
+	}
+	da, ma := arr.stage(StageDecode), arr.stage(StageMap)
+	avro := da.CPUNsPerRecord + ma.CPUNsPerRecord
+	share := safeDiv(avro, arr.PathCPUNsPerRecord)
+	verdict := "is not"
+	if arr.Costliest == StageDecode || arr.Costliest == StageMap || share >= 0.4 {
+		verdict = "IS"
+	}
+	s := fmt.Sprintf("Avro codec: for the FNN record as an Avro array of 784 floats, decoding (goavro, %.1f µs, %.0f allocs) plus mapping to a tensor (%.1f µs, %.0f allocs) is %.1f µs of the %.1f µs of CPU a record costs outside the model (%.0f%%): the codec %s the bottleneck.",
+		da.CPUNsPerRecord/1e3, da.AllocsPerRecord, ma.CPUNsPerRecord/1e3, ma.AllocsPerRecord, avro/1e3, arr.PathCPUNsPerRecord/1e3, 100*share, verdict)
+	if raw != nil {
+		dr, mr := raw.stage(StageDecode), raw.stage(StageMap)
+		rawCost := dr.CPUNsPerRecord + mr.CPUNsPerRecord
+		s += fmt.Sprintf(" The faster option is the raw-tensor encoding (`encoding: raw`, a bytes field of 3,136 little-endian float32): decode+map %.1f µs and %.0f allocs, %.0fx cheaper, %.1f µs per record in all (%.1fx).",
+			rawCost/1e3, dr.AllocsPerRecord+mr.AllocsPerRecord, safeDiv(avro, rawCost), raw.PathCPUNsPerRecord/1e3, safeDiv(arr.PathCPUNsPerRecord, raw.PathCPUNsPerRecord))
+	}
+	s += " goavro decodes an array into []any with one boxed float32 per element; a code-generating or reflection-free codec (e.g. hamba/avro decoding straight into []float32) would avoid that, but is not measured here."
+	return []string{s}
+}
+
+func (sp *StageSplit) stage(name string) StageCost {
+	for _, s := range sp.Stages {
+		if s.Stage == name {
+			return s
+		}
+	}
+	return StageCost{}
+}
+
+// num formats a figure: two decimals below 10, else whole with
+// thousands separators.
+func num(x float64) string {
+	if math.Abs(x) < 10 {
+		return fmt.Sprintf("%.2f", x)
+	}
+	s := fmt.Sprintf("%.0f", math.Abs(x))
+	var b strings.Builder
+	if x < 0 {
+		b.WriteByte('-')
+	}
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// ReadReport reads a report.json that Write wrote.
+func ReadReport(path string) (*Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &r, nil
+}
+
+// Write writes report.json, report.md and the plots into dir.
+func (r *Report) Write(dir string) error {
+	plots, err := r.plot(dir)
+	if err != nil {
+		return err
+	}
+	r.Plots = plots
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "report.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(r.Markdown()), 0o644)
+}
+
+// Markdown renders the report.
+func (r *Report) Markdown() string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	mode := "full"
+	if r.Short {
+		mode = "short (checks the harness; not a measurement)"
+	}
+	p("# kinfer benchmark, %s\n\n", r.StartedAt.Format(time.RFC3339))
+	p("Mode: %s. Took %.0f s. Machine: %d CPUs (%s), GOMAXPROCS %d, %s, %s; load average %s at the start, %s at the end. Broker: %s%s, %d partitions per topic. batch.max_delay %g ms.\n\n",
+		mode, r.Seconds, r.Host.CPUs, r.Host.CPUModel, r.Host.GOMAXPROCS, r.Host.OS, r.Host.GoVersion, r.Host.LoadAvgStart, r.Host.LoadAvgEnd,
+		strings.Join(r.Brokers, ","), paren(r.BrokerNote), r.Partitions, r.MaxDelayMs)
+
+	if len(r.Workloads) > 0 {
+		p("## End to end against the ceilings\n\n")
+		p("| workload | record bytes | ONNX Runtime alone (best batch) | Kafka pass-through | min(ceilings) | kinfer end to end (max_size) | end to end / min(ceilings) | / ORT | / Kafka |\n")
+		p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		for _, w := range r.Workloads {
+			p("| %s | %d | %s/s (%d) | %s/s | %s/s | %s/s (%d) | **%.2f** | %.2f | %.2f |\n", w.Name, w.ValueBytes,
+				num(w.ORTBest.RowsPerSec), w.ORTBest.BatchSize, num(w.Kafka.RecordsPerSec), num(w.Ceiling),
+				num(w.EndToEnd.RecordsPerSec), w.EndToEnd.BatchSize, w.RatioToCeiling, w.RatioToORT, w.RatioToKafka)
+		}
+		p("\n")
+		for _, w := range r.Workloads {
+			p("- **%s**: %s.\n", w.Name, w.Description)
+		}
+		p("\nONNX Runtime alone: `Infer` on batches built beforehand (text: full batches per padding bucket, with the mask, encoder then classifier), median of the repeats. Kafka pass-through: a franz-go group member copying the same preloaded records to another topic (same partition, kinfer's fetch sizes and producer defaults), timed from the first records fetched to the last copy acknowledged. kinfer: `processor.Build` + `processor.RunStream` in this process over the same preloaded topic with a fresh group, timed from the first record taken to the last prediction acknowledged (the group join before that is the startup column). Each batch size runs in several rounds of up to a few seconds of the backlog; the tables show the median run, and the end-to-end figure is the best median.\n\n")
+
+		p("## Throughput against batch size\n\n")
+		p("| workload | batch size | ONNX Runtime alone rows/s | kinfer end to end records/s (median) | every round | records | startup s |\n| --- | ---: | ---: | ---: | --- | ---: | ---: |\n")
+		for _, w := range r.Workloads {
+			for _, pt := range w.ORT {
+				e := "n/a"
+				rec, st, rounds := "", "", ""
+				for _, s := range w.Sweep {
+					if s.BatchSize == pt.BatchSize {
+						e, rec, st = num(s.RecordsPerSec), fmt.Sprint(s.Records), fmt.Sprintf("%.1f", s.StartupSeconds)
+						var rs []string
+						for _, x := range s.Rounds {
+							rs = append(rs, num(x))
+						}
+						rounds = strings.Join(rs, ", ")
+					}
+				}
+				p("| %s | %d | %s | %s | %s | %s | %s |\n", w.Name, pt.BatchSize, num(pt.RowsPerSec), e, rounds, rec, st)
+			}
+		}
+		p("\n")
+		for _, f := range r.Plots {
+			if strings.HasPrefix(f, "throughput") {
+				p("![%s](%s)\n", f, f)
+			}
+		}
+
+		p("\n## Latency at fixed offered loads\n\n")
+		p("Records produced at a steady rate (a fraction of the sustained end-to-end throughput) with their send time in the key; a consumer on the output topic measures arrival minus send time. The first tenth of each load step is not counted. max_delay is batch.max_delay. The pass-through columns are the Kafka pass-through (consume and produce, no model, same client settings) at the same loads: the floor that the broker, the clients and this machine set.\n\n")
+		p("| workload | load | offered/s | achieved/s | records | p50 ms | p95 ms | p99 ms | max ms | p50 / max_delay | p99 / max_delay | pass-through p50 ms | pass-through p99 ms |\n")
+		p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		for _, w := range r.Workloads {
+			for i, l := range w.Latency {
+				k50, k99 := "n/a", "n/a"
+				if i < len(w.KafkaLatency) {
+					k50, k99 = fmt.Sprintf("%.1f", w.KafkaLatency[i].P50Ms), fmt.Sprintf("%.1f", w.KafkaLatency[i].P99Ms)
+				}
+				p("| %s | %.0f%% | %s | %s | %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %s | %s |\n", w.Name, 100*l.LoadFraction, num(l.OfferedPerSec), num(l.AchievedPerSec),
+					l.Measured, l.P50Ms, l.P95Ms, l.P99Ms, l.MaxMs, l.P50OverMaxDelay, l.P99OverMaxDelay, k50, k99)
+			}
+		}
+		p("\n")
+		for _, f := range r.Plots {
+			if strings.HasPrefix(f, "latency") {
+				p("![%s](%s)\n", f, f)
+			}
+		}
+		p("\n")
+	}
+
+	if len(r.Stages) > 0 {
+		p("## Engine cost per record, by stage (no-op model)\n\n")
+		p("CPU time (all goroutines, GC included) and heap allocations per record; median of the repeats. \"engine alone\" is decode to encode through the real engine (lanes, channels, batcher, reorder buffer, commit tracking) with a model that returns zeros and a sink that acknowledges at once; \"overhead\" is that minus its stages.\n\n")
+		for _, sp := range r.Stages {
+			p("### %s record (%d bytes)\n\n", sp.Record, sp.ValueBytes)
+			p("| stage | CPU ns/record | allocs/record | bytes/record | note |\n| --- | ---: | ---: | ---: | --- |\n")
+			for _, s := range sp.Stages {
+				if !s.InPath && s.CPUNsPerRecord == 0 {
+					p("| %s | n/a | n/a | n/a | %s |\n", s.Stage, s.Note)
+					continue
+				}
+				name := s.Stage
+				if name == sp.Costliest {
+					name = "**" + name + "**"
+				}
+				p("| %s | %s | %.1f | %s | %s |\n", name, num(s.CPUNsPerRecord), s.AllocsPerRecord, num(s.BytesPerRecord), s.Note)
+			}
+			ov := "engine overhead (goroutines, channels, reorder, tracking)"
+			if sp.Costliest == ov {
+				ov = "**" + ov + "**"
+			}
+			ovCPU := num(sp.Overhead.CPUNsPerRecord)
+			if sp.Overhead.CPUNsPerRecord < 0 {
+				ovCPU = fmt.Sprintf("≈ 0 (%s: within the noise)", ovCPU)
+			}
+			p("| %s | %s | %.1f | %s | engine alone minus decode, map, batch, encode |\n", ov, ovCPU, sp.Overhead.AllocsPerRecord, num(sp.Overhead.BytesPerRecord))
+			p("| engine alone (decode → encode) | %s | %.1f | %s | %d records × %d repeats |\n", num(sp.Engine.CPUNsPerRecord), sp.Engine.AllocsPerRecord, num(sp.Engine.BytesPerRecord), sp.Records, sp.Repeats)
+			p("| fetch + engine + produce | %s | | | at most %s records/s per core apart from the model |\n\n", num(sp.PathCPUNsPerRecord), num(safeDiv(1e9, sp.PathCPUNsPerRecord)))
+			p("Costliest stage: **%s**.\n\n", sp.Costliest)
+		}
+	}
+
+	if len(r.Notes) > 0 {
+		p("## Notes\n\n")
+		for _, n := range r.Notes {
+			p("- %s\n", n)
+		}
+	}
+	return b.String()
+}
+
+func paren(s string) string {
+	if s == "" {
+		return ""
+	}
+	return " (" + s + ")"
+}
