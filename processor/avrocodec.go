@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 
 	"github.com/kinfer/kinfer/internal/tensor"
 	"github.com/kinfer/kinfer/schema"
+	"github.com/kinfer/kinfer/transform"
 )
 
 // Prediction record fields that name the model.
@@ -35,6 +37,14 @@ type AvroCodec struct {
 	// multiStep adds the models field; stepNames name the steps.
 	multiStep bool
 	stepNames []string
+	// transform is applied to each decoded record before mapping (nil:
+	// none); tplan describes its outputs, direct are the model inputs fed
+	// by its tensor outputs, and transformVersion is stamped on
+	// predictions.
+	transform        *transform.Pipeline
+	tplan            *transformPlan
+	direct           []directInput
+	transformVersion string
 	// OutputSchema is the generated prediction schema (JSON).
 	OutputSchema string
 }
@@ -43,9 +53,12 @@ type AvroCodec struct {
 // unreachable.
 const registryRetry = 2 * time.Second
 
-// Decode decodes and maps one record. While the schema registry is
-// unreachable it waits and retries rather than dead-lettering good
-// records; only ctx ends the wait.
+// Decode decodes one record, applies the transform stages (if any) and
+// maps the result to the model inputs. A row that a transform field policy
+// dead-letters fails with the transform's reason; one whose policy is
+// "error" fails with a *StopError, which stops the pipeline. While the
+// schema registry is unreachable it waits and retries rather than
+// dead-lettering good records; only ctx ends the wait.
 func (c *AvroCodec) Decode(ctx context.Context, rec *kgo.Record) (Decoded, error) {
 	var (
 		r   schema.Record
@@ -65,9 +78,29 @@ func (c *AvroCodec) Decode(ctx context.Context, rec *kgo.Record) (Decoded, error
 	if err != nil {
 		return Decoded{}, &RowError{Reason: schema.ReasonOf(err), Err: err}
 	}
-	inputs, err := c.mapper.Map(r.Native)
-	if err != nil {
-		return Decoded{}, &RowError{Reason: schema.ReasonOf(err), Err: err}
+	row := r.Native
+	if c.transform != nil {
+		// The stages write their outputs into the row; the record itself
+		// (pass-through fields, per-key routing) stays as received.
+		row = maps.Clone(r.Native)
+		if err := c.transform.Apply(row); err != nil {
+			return Decoded{}, transformRowError(err)
+		}
+	}
+	var inputs map[string]*tensor.Tensor
+	if c.mapper != nil {
+		if inputs, err = c.mapper.Map(row); err != nil {
+			return Decoded{}, &RowError{Reason: schema.ReasonOf(err), Err: err}
+		}
+	} else {
+		inputs = make(map[string]*tensor.Tensor, len(c.direct))
+	}
+	for i := range c.direct {
+		t, err := c.direct[i].take(row)
+		if err != nil {
+			return Decoded{}, err
+		}
+		inputs[c.direct[i].key] = t
 	}
 	d := Decoded{Inputs: inputs, Meta: r.Native}
 	if len(c.route) > 0 {
@@ -110,8 +143,11 @@ func (c *AvroCodec) Encode(_ context.Context, d Decoded, res Result) ([]byte, er
 		}
 	}
 	var natives map[string]any
-	if len(c.post) > 0 || c.multiStep {
-		natives = make(map[string]any, len(c.post)+1)
+	if len(c.post) > 0 || c.multiStep || c.transform != nil {
+		natives = make(map[string]any, len(c.post)+2)
+		if c.transform != nil {
+			natives[FieldTransformVersion] = c.transformVersion
+		}
 		for _, p := range c.post {
 			v, err := p.run(res)
 			if err != nil {

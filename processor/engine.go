@@ -295,6 +295,13 @@ func (e *Engine) decodeLoop(in <-chan *row) {
 		if err != nil && e.abortCtx.Err() != nil && ReasonOf(err) == ReasonUnavailable {
 			continue // aborted: not durable, not committed, redone later
 		}
+		var stop *StopError
+		if errors.As(err, &stop) {
+			// A transform field policy "error": stop, leaving the record
+			// uncommitted, rather than dead-letter it.
+			e.fail(fmt.Errorf("%s/%d@%d: %w", r.rec.Topic, r.rec.Partition, r.rec.Offset, err))
+			continue
+		}
 		if err != nil {
 			e.deadLetter(r, ReasonOf(err), err)
 			continue

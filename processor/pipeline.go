@@ -15,6 +15,7 @@ import (
 	"github.com/kinfer/kinfer/internal/config"
 	"github.com/kinfer/kinfer/internal/tensor"
 	"github.com/kinfer/kinfer/schema"
+	"github.com/kinfer/kinfer/transform"
 )
 
 // ModelLoader loads one model of the graph: m is its step's config with
@@ -35,6 +36,9 @@ type Pipeline struct {
 	// model (nil otherwise); Models lists every model loaded at start.
 	Model  handlers.ModelHandler
 	Models []handlers.ModelHandler
+	// Transform is the preprocessing pipeline with its artifacts bound
+	// (nil without a transform section); Codec applies it.
+	Transform *transform.Pipeline
 }
 
 // BuildOptions adjust Build.
@@ -50,10 +54,13 @@ type BuildOptions struct {
 }
 
 // Build loads the models and schema and checks that they fit the config:
-// every model input mapped from fields of the right Avro types or from an
-// earlier step's output of the same dtype and a compatible shape, with
-// the model's dtype and shape; every configured output present. Problems
-// come back as one *config.Error naming the file and fields.
+// every model input mapped from fields of the right Avro types (or from
+// transform outputs) or from an earlier step's output of the same dtype
+// and a compatible shape, with the model's dtype and shape; every
+// configured output present. With a transform section it also loads and
+// verifies the artifact directory (LoadTransform) and checks the record
+// fields the stages read against the schema. Problems come back as one
+// *config.Error naming the file and fields.
 func Build(ctx context.Context, cfg *config.Config, load ModelLoader, opts BuildOptions) (_ *Pipeline, err error) {
 	p := &Pipeline{Config: cfg, Registry: opts.Registry}
 	defer func() {
@@ -78,6 +85,53 @@ func Build(ctx context.Context, cfg *config.Config, load ModelLoader, opts Build
 	var maps []schema.InputMapping
 	var fields []schema.OutputField
 	codec := &AvroCodec{}
+	// The mapper validates against the input schema, plus the transform's
+	// native outputs as fields.
+	mapSchema := inSchema
+	var tplan *transformPlan
+	var tprobs []config.Problem
+	var direct map[[2]int]*directInput // by step and input index
+	if cfg.HasTransform() {
+		tp, err := NewTransform(cfg)
+		if err != nil {
+			return nil, err
+		}
+		// The record fields the stages read, then the artifacts.
+		if probs := checkTransformInputs(tp, inSchema); len(probs) > 0 {
+			return nil, &config.Error{File: cfg.File, Problems: probs}
+		}
+		if tp, err = bindArtifacts(cfg, tp); err != nil {
+			return nil, err
+		}
+		p.Transform = tp
+		tplan = planTransform(tp, inSchema)
+		if mapSchema, err = tplan.extendSchema(inSchema); err != nil {
+			return nil, problem(cfg, "schema.input_schema_file", err.Error())
+		}
+		codec.transform, codec.tplan, codec.transformVersion = tp, tplan, TransformVersion(tp)
+		// Model inputs that read transform outputs, checked before any
+		// model loads: a mistake there is about the transform.
+		direct = map[[2]int]*directInput{}
+		for i, m := range cfg.Steps() {
+			for j, in := range m.Inputs {
+				fs := in.Fields
+				if in.Field != "" {
+					fs = []string{in.Field}
+				}
+				if in.From != "" {
+					continue
+				}
+				d, probs := tplan.modelInput(fmt.Sprintf("%s.inputs[%d]", cfg.StepField(i), j), in, fs)
+				tprobs = append(tprobs, probs...)
+				if d != nil {
+					direct[[2]int{i, j}] = d
+				}
+			}
+		}
+		if len(tprobs) > 0 {
+			return nil, &config.Error{File: cfg.File, Problems: tprobs}
+		}
+	}
 	for _, path := range cfg.Output.PassThrough {
 		fields = append(fields, schema.OutputField{Name: passName(path), Source: schema.SourcePassthrough, From: path})
 	}
@@ -155,7 +209,7 @@ func Build(ctx context.Context, cfg *config.Config, load ModelLoader, opts Build
 			}
 		}
 		// Inputs: record fields (keyed "<step>/<tensor>") and edges.
-		for _, in := range m.Inputs {
+		for j, in := range m.Inputs {
 			if in.From != "" {
 				src, tname, _ := strings.Cut(in.From, ".")
 				step.Inputs = append(step.Inputs, StepInput{Tensor: in.Tensor, FromStep: stepIndex(steps, src), FromTensor: tname})
@@ -169,6 +223,12 @@ func Build(ctx context.Context, cfg *config.Config, load ModelLoader, opts Build
 			fs := in.Fields
 			if in.Field != "" {
 				fs = []string{in.Field}
+			}
+			if d := direct[[2]int{i, j}]; d != nil {
+				d.key = key
+				codec.direct = append(codec.direct, *d)
+				step.Inputs = append(step.Inputs, StepInput{Tensor: in.Tensor, Key: key})
+				continue
 			}
 			maps = append(maps, schema.InputMapping{Tensor: key, Fields: fs, Encoding: in.Encoding, DType: dt, Shape: in.Shape, AllowNaN: in.AllowNaN})
 			step.Inputs = append(step.Inputs, StepInput{Tensor: in.Tensor, Key: key})
@@ -207,15 +267,21 @@ func Build(ctx context.Context, cfg *config.Config, load ModelLoader, opts Build
 	if len(steps) > 1 {
 		fields = append(fields, schema.OutputField{Name: FieldModels, Source: schema.SourceNative, AvroType: modelsAvroType})
 	}
-	mapper, err := schema.NewMapper(inSchema, maps)
-	if err != nil {
-		field := "model.inputs"
-		if len(steps) > 1 {
-			field = "models[].inputs"
-		}
-		return nil, problem(cfg, field, err.Error())
+	if tplan != nil {
+		fields = append(fields, schema.OutputField{Name: FieldTransformVersion, Source: schema.SourceNative, AvroType: "string"})
 	}
-	codec.mapper = mapper
+	// Every input may come from transform tensors: then nothing is mapped.
+	if len(maps) > 0 || tplan == nil {
+		mapper, err := schema.NewMapper(mapSchema, maps)
+		if err != nil {
+			field := "model.inputs"
+			if len(steps) > 1 {
+				field = "models[].inputs"
+			}
+			return nil, problem(cfg, field, err.Error())
+		}
+		codec.mapper = mapper
+	}
 	outSchema, err := schema.BuildOutputSchema(cfg.Schema.OutputRecordName, cfg.Schema.OutputNamespace, inSchema, fields)
 	if err != nil {
 		return nil, problem(cfg, "output", err.Error())

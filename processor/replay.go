@@ -538,6 +538,11 @@ func pipelineModels(p *Pipeline) (names, versions string) {
 		names += m.Name()
 		versions += m.Version()
 	}
+	if p.Transform != nil {
+		// A resumed job must also apply the same transform artifacts.
+		names += "+transform"
+		versions += "+" + TransformVersion(p.Transform)
+	}
 	return names, versions
 }
 

@@ -18,7 +18,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kinfer/kinfer/internal/config"
-	"github.com/kinfer/kinfer/internal/tensor"
 	"github.com/kinfer/kinfer/schema"
 )
 
@@ -431,7 +430,6 @@ func newFileCodec(base *AvroCodec, cfg *config.Config, files []inputFile) (*file
 		dec   *schema.FileDecoder
 	}
 	bySchema := map[string]perSchema{}
-	maps := inputMappings(cfg)
 	for i, in := range files {
 		sch, err := fileSchema(in.Path)
 		if err != nil {
@@ -441,8 +439,8 @@ func newFileCodec(base *AvroCodec, cfg *config.Config, files []inputFile) (*file
 			c.byFile[i], c.decs[i] = ps.codec, ps.dec
 			continue
 		}
-		if _, err := schema.NewMapper(sch, maps); err != nil {
-			return nil, fmt.Errorf("%s: its writer schema does not fit model.inputs: %w", in.Path, err)
+		if err := base.fitsWriterSchema(sch); err != nil {
+			return nil, fmt.Errorf("%s: its writer schema does not fit the pipeline (transform, model.inputs): %w", in.Path, err)
 		}
 		d, err := schema.NewFileDecoder(sch)
 		if err != nil {
@@ -530,30 +528,4 @@ func jsonSafe(v any) any {
 		return out
 	}
 	return v
-}
-
-// inputMappings are the record fields the pipeline maps, as Build makes
-// them (keyed "<step>/<tensor>" in a multi-step graph), to check an input
-// file's writer schema before the job starts.
-func inputMappings(cfg *config.Config) []schema.InputMapping {
-	steps := cfg.Steps()
-	var out []schema.InputMapping
-	for _, m := range steps {
-		for _, in := range m.Inputs {
-			if in.From != "" {
-				continue
-			}
-			key := in.Tensor
-			if len(steps) > 1 {
-				key = m.Name + "/" + in.Tensor
-			}
-			dt, _ := tensor.ParseDType(in.DType)
-			fields := in.Fields
-			if in.Field != "" {
-				fields = []string{in.Field}
-			}
-			out = append(out, schema.InputMapping{Tensor: key, Fields: fields, Encoding: in.Encoding, DType: dt, Shape: in.Shape, AllowNaN: in.AllowNaN})
-		}
-	}
-	return out
 }

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -26,6 +27,7 @@ Usage:
 Commands:
   run       join a consumer group and predict every record of the input topic
   replay    run the pipeline as a batch job over a topic slice or Avro files
+  fit       fit the transform stages on a topic slice or Avro files, write the artifacts
   validate  check a pipeline.yaml against its Avro schema and model, without Kafka
   demo      run the fraud example end to end on an embedded Kafka
   version   print the version
@@ -60,6 +62,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdReplay(ctx, args[1:], stdout, stderr)
 	case "validate":
 		err = cmdValidate(ctx, args[1:], stdout, stderr)
+	case "fit":
+		err = cmdFit(ctx, args[1:], stdout, stderr)
 	case "demo":
 		err = cmdDemo(ctx, args[1:], stdout, stderr)
 	case "version":
@@ -123,6 +127,24 @@ func newLogger(w io.Writer, level string, json bool) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return slog.New(slog.NewTextHandler(w, opts)), nil
+}
+
+// transformArtifactsFlag adds --transform-artifacts; apply overrides the
+// config's transform_artifacts with it when it was given (relative to the
+// working directory).
+func transformArtifactsFlag(fs *flag.FlagSet) (apply func(cfg *config.Config) error) {
+	dir := fs.String("transform-artifacts", "", "artifact directory written by kinfer fit (overrides transform_artifacts)")
+	return func(cfg *config.Config) error {
+		if *dir == "" {
+			return nil
+		}
+		abs, err := filepath.Abs(*dir)
+		if err != nil {
+			return usageError{err}
+		}
+		cfg.TransformArtifacts = abs
+		return cfg.Validate()
+	}
 }
 
 func splitList(s string) []string {

@@ -33,8 +33,9 @@ committed: progress is kept in a checkpoint file, and --resume continues a
 stopped or killed job (file outputs then hold every record exactly once).
 Dead letters go to the dead-letter topic or dead-letter files; more than
 --max-failures of them stops the job. Flags override the config's replay
-section. A terminal shows a progress bar, anything else gets periodic log
-lines; a summary is printed at the end.
+section. A transform section is applied with its artifacts, as in kinfer run.
+A terminal shows a progress bar, anything else gets periodic log lines; a
+summary is printed at the end.
 Exit status: 0 when every record has an output, 1 when not (a failure,
 --max-failures reached, or interrupted: --resume continues), 2 on a usage or
 config error.`, stderr)
@@ -55,6 +56,7 @@ config error.`, stderr)
 	progress := fs.String("progress", "auto", "auto (a bar on a terminal, else log lines), bar, log or none")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logJSON := fs.Bool("log-json", false, "structured JSON logs (false: text)")
+	artifacts := transformArtifactsFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -131,6 +133,9 @@ config error.`, stderr)
 	}
 	if *maxFailures >= 0 {
 		r.MaxFailures = maxFailures
+	}
+	if err := artifacts(cfg); err != nil {
+		return err
 	}
 	if err := cfg.Validate(); err != nil {
 		return err

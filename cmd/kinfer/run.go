@@ -28,7 +28,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 topic with the model, and write one prediction per record to the output topic
 (or a dead-letter record with the reason). At-least-once: an input offset is
 committed only after its output is acknowledged. SIGINT/SIGTERM drain in-flight
-records, commit, leave the group and exit 0.
+records, commit, leave the group and exit 0. With a transform section, each
+record goes through its stages with the artifacts kinfer fit wrote
+(transform_artifacts, or --transform-artifacts) before mapping; a missing,
+damaged or mismatched artifact directory stops the start with exit status 2.
 
 HTTP (metrics.listen, loopback by default): /metrics (Prometheus), /healthz
 (the process is alive), /readyz (the model is loaded, the member joined the
@@ -39,6 +42,7 @@ group and a broker answered recently), /debug/pprof/ with --pprof.`, stderr)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logJSON := fs.Bool("log-json", true, "structured JSON logs (false: text)")
 	withPprof := fs.Bool("pprof", false, "also serve net/http/pprof under /debug/pprof/ on the metrics address")
+	artifacts := transformArtifactsFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -48,6 +52,9 @@ group and a broker answered recently), /debug/pprof/ with --pprof.`, stderr)
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err != nil {
+		return err
+	}
+	if err := artifacts(cfg); err != nil {
 		return err
 	}
 	if *listen != "" {

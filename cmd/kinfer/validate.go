@@ -13,9 +13,12 @@ func cmdValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs := newFlags("validate", `Check pipeline.yaml without touching Kafka: the config's fields, the input
 Avro schema (file, or the registry's latest for the input topic), the model's
 declared inputs and outputs, and that every mapping fits (field types, dtypes,
-shapes). Problems are printed as FILE: FIELD: what was expected vs found.
-Exit status 0 when valid, 2 when not.`, stderr)
+shapes). With a transform section: the stages' options, the record fields they
+read, and the artifact directory (present, checksums intact, fitted for these
+stages), as run and replay check it. Problems are printed as FILE: FIELD: what
+was expected vs found. Exit status 0 when valid, 2 when not.`, stderr)
 	cfgPath := fs.String("config", "pipeline.yaml", "pipeline config file")
+	artifacts := transformArtifactsFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -24,12 +27,29 @@ Exit status 0 when valid, 2 when not.`, stderr)
 	if err != nil {
 		return err
 	}
+	if err := artifacts(cfg); err != nil {
+		return err
+	}
 	p, err := processor.Build(ctx, cfg, modelLoader(log, nil), processor.BuildOptions{})
 	if err != nil {
 		return err
 	}
 	defer p.Close()
 	fmt.Fprintf(stdout, "%s: valid\n", cfg.File)
+	if tp := p.Transform; tp != nil {
+		fmt.Fprintf(stdout, "  transform: %d stages, version %s", len(tp.Stages()), processor.TransformVersion(tp))
+		if a := tp.Artifacts(); a != nil {
+			fmt.Fprintf(stdout, " (artifacts %s, fitted on %d rows)", cfg.Resolve(cfg.TransformArtifacts), a.Manifest.Fit.Rows-a.Manifest.Fit.DeadLettered)
+		}
+		fmt.Fprintln(stdout)
+		for _, o := range tp.Outputs() {
+			desc := o.Kind
+			if o.Kind == "tensor" {
+				desc = fmt.Sprintf("tensor %v %v", o.DType, o.Shape)
+			}
+			fmt.Fprintf(stdout, "    output %s (stage %d): %s\n", o.Name, o.Stage, desc)
+		}
+	}
 	for _, h := range p.Models {
 		fmt.Fprintf(stdout, "  model %s version %s\n", h.Name(), h.Version())
 		for _, s := range h.Inputs() {

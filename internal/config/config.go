@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/kinfer/kinfer/transform"
 )
 
 // Guarantee values for processing.guarantee.
@@ -41,6 +43,14 @@ type Config struct {
 	Processing Processing `yaml:"processing"`
 	Metrics    Metrics    `yaml:"metrics"`
 	Replay     Replay     `yaml:"replay"`
+	// Transform are the preprocessing stages applied to every record
+	// between decoding and mapping (docs/transform.md). Default: none.
+	Transform transform.Config `yaml:"transform"`
+	// TransformArtifacts is the directory `kinfer fit` wrote for
+	// Transform (relative to the config file). Required when a stage needs
+	// fitting; run, replay and validate refuse a directory that is
+	// missing, damaged or fitted for other stages.
+	TransformArtifacts string `yaml:"transform_artifacts"`
 }
 
 // Kafka says where records come from and go to.
@@ -400,6 +410,7 @@ func (c *Config) Validate() error {
 		v.add("processing.decode_workers", "must not be negative")
 	}
 	c.Replay.validate(v)
+	c.validateTransform(v)
 	return v.err()
 }
 
