@@ -32,8 +32,7 @@ import (
 func TestIntegrationChaosAtLeastOnce(t *testing.T) { runChaos(t, config.AtLeastOnce) }
 
 // Under exactly-once every input has exactly one output, in input order
-// per partition, as a read_committed consumer sees them. Skipped only while
-// `kinfer validate` rejects exactly_once as not implemented yet.
+// per partition, as a read_committed consumer sees them.
 func TestIntegrationChaosExactlyOnce(t *testing.T) { runChaos(t, config.ExactlyOnce) }
 
 func runChaos(t *testing.T, guarantee string) {
@@ -63,7 +62,7 @@ func runChaos(t *testing.T, guarantee string) {
 		t.Fatal(err)
 	}
 	if !ok {
-		t.Skipf("%s is not implemented yet; this test runs as soon as `kinfer validate` accepts it (%s)", guarantee, why)
+		t.Fatalf("kinfer rejects guarantee %s: %s", guarantee, why)
 	}
 
 	records := int64(30000)
