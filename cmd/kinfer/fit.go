@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/kinfer/kinfer/internal/config"
@@ -42,11 +40,7 @@ usage or config error.`, stderr)
 	cfgPath := fs.String("config", "pipeline.yaml", "pipeline config file")
 	out := fs.String("out", "", "artifact directory to create (required; must not exist)")
 	brokers := fs.String("brokers", "", "comma-separated seed brokers (overrides kafka.brokers)")
-	topic := fs.String("topic", "", "topic to fit on (replay.topic; default kafka.input_topic)")
-	partitions := fs.String("partitions", "", "comma-separated partitions (replay.partitions; default all)")
-	from := fs.String("from", "", `slice start: earliest, an offset, partition:offset pairs "0:100,1:250", or an RFC 3339 time (replay.from)`)
-	to := fs.String("to", "", `slice end (exclusive): end (the end offsets when fit starts), an offset, partition:offset pairs, or an RFC 3339 time (replay.to)`)
-	inputFiles := fs.String("input-files", "", "glob of Avro container files to read instead of a topic (replay.input_files)")
+	srcFlags := addSourceFlags(fs, "fit on", "the end offsets when fit starts")
 	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
 	logJSON := fs.Bool("log-json", false, "structured JSON logs (false: text)")
 	if err := parseFlags(fs, args); err != nil {
@@ -63,32 +57,10 @@ usage or config error.`, stderr)
 	if err != nil {
 		return err
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	set := flagsSet(fs)
 	r := &cfg.Replay
-	if set["topic"] {
-		r.Topic = *topic
-	}
-	if set["partitions"] {
-		r.Partitions = nil
-		for _, s := range splitList(*partitions) {
-			n, err := strconv.ParseInt(s, 10, 32)
-			if err != nil {
-				return usageError{fmt.Errorf("--partitions: %q is not a partition number", s)}
-			}
-			r.Partitions = append(r.Partitions, int32(n))
-		}
-	}
-	if set["from"] {
-		r.From = *from
-	}
-	if set["to"] {
-		r.To = *to
-	}
-	if set["input-files"] {
-		if r.InputFiles, err = filepath.Abs(*inputFiles); err != nil {
-			return usageError{err}
-		}
+	if err := srcFlags.apply(set, r); err != nil {
+		return err
 	}
 	if err := cfg.Validate(); err != nil {
 		return err

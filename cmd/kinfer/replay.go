@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -41,11 +39,7 @@ Exit status: 0 when every record has an output, 1 when not (a failure,
 config error.`, stderr)
 	cfgPath := fs.String("config", "pipeline.yaml", "pipeline config file")
 	brokers := fs.String("brokers", "", "comma-separated seed brokers (overrides kafka.brokers)")
-	topic := fs.String("topic", "", "topic to replay (replay.topic; default kafka.input_topic)")
-	partitions := fs.String("partitions", "", "comma-separated partitions to replay (replay.partitions; default all)")
-	from := fs.String("from", "", `slice start: earliest, an offset, partition:offset pairs "0:100,1:250", or an RFC 3339 time (replay.from)`)
-	to := fs.String("to", "", `slice end (exclusive): end (the end offsets at the job's start), an offset, partition:offset pairs, or an RFC 3339 time (replay.to)`)
-	inputFiles := fs.String("input-files", "", "glob of Avro container files to read instead of a topic (replay.input_files)")
+	srcFlags := addSourceFlags(fs, "replay", "the end offsets at the job's start")
 	outputFiles := fs.String("output-files", "", "directory for Avro container output files instead of the output topic (replay.output_dir)")
 	outputCodec := fs.String("output-codec", "", "output file compression: null, deflate or snappy (replay.output_codec)")
 	outputMax := fs.String("output-file-max-bytes", "", "start a new output file past this size, e.g. 128MiB (replay.output_file_max_bytes)")
@@ -71,8 +65,7 @@ config error.`, stderr)
 	if err != nil {
 		return err
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	set := flagsSet(fs)
 	r := &cfg.Replay
 	abs := func(p string) (string, error) {
 		if p == "" {
@@ -84,29 +77,8 @@ config error.`, stderr)
 		}
 		return a, nil
 	}
-	if set["topic"] {
-		r.Topic = *topic
-	}
-	if set["partitions"] {
-		r.Partitions = nil
-		for _, s := range splitList(*partitions) {
-			n, err := strconv.ParseInt(s, 10, 32)
-			if err != nil {
-				return usageError{fmt.Errorf("--partitions: %q is not a partition number", s)}
-			}
-			r.Partitions = append(r.Partitions, int32(n))
-		}
-	}
-	if set["from"] {
-		r.From = *from
-	}
-	if set["to"] {
-		r.To = *to
-	}
-	if set["input-files"] {
-		if r.InputFiles, err = abs(*inputFiles); err != nil {
-			return err
-		}
+	if err := srcFlags.apply(set, r); err != nil {
+		return err
 	}
 	if set["output-files"] {
 		if r.OutputDir, err = abs(*outputFiles); err != nil {
