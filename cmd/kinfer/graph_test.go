@@ -15,7 +15,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/kinfer/kinfer/internal/config"
 	"github.com/kinfer/kinfer/internal/kafkatest"
 	"github.com/kinfer/kinfer/processor"
 	"github.com/kinfer/kinfer/schema"
@@ -87,18 +86,7 @@ metrics: {disabled: true}
 	if err := prod.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := processor.Build(context.Background(), cfg, modelLoader(quietLogger(), nil), processor.BuildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- processor.RunStream(ctx, p, processor.RunOptions{Logger: quietLogger()}) }()
+	p, stop := startPipeline(t, cfgPath, modelLoader(quietLogger(), nil), processor.RunOptions{})
 	dec, _ := schema.NewFileDecoder(p.Codec.OutputSchema)
 	cons, _ := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(tp.out, tp.dlq), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	defer cons.Close()
@@ -122,10 +110,7 @@ metrics: {disabled: true}
 			got[rec.Native["id"].(int64)] = rec.Native
 		})
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 	return got, &fix
 }
 
@@ -307,18 +292,7 @@ metrics: {disabled: true}
 		prod.Produce(context.Background(), &kgo.Record{Topic: "docs", Value: v}, nil)
 	}
 	prod.Flush(context.Background())
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := processor.Build(context.Background(), cfg, modelLoader(quietLogger(), nil), processor.BuildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- processor.RunStream(ctx, p, processor.RunOptions{Logger: quietLogger()}) }()
+	p, stop := startPipeline(t, cfgPath, modelLoader(quietLogger(), nil), processor.RunOptions{})
 	dec, _ := schema.NewFileDecoder(p.Codec.OutputSchema)
 	cons, _ := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("out", "docs.dlq"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	defer cons.Close()
@@ -352,10 +326,7 @@ metrics: {disabled: true}
 			}
 		})
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 	if worst > 1e-5 {
 		t.Fatalf("max difference %g", worst)
 	}

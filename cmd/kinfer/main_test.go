@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"log/slog"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/kinfer/kinfer/handlers/onnx"
+	"github.com/kinfer/kinfer/internal/config"
+	"github.com/kinfer/kinfer/processor"
 )
 
 func repoRoot(t testing.TB) string {
@@ -164,5 +167,34 @@ models:
 				t.Fatalf("exit %d (want %d); output lacks %q:\n%s", code, tc.code, tc.want, out)
 			}
 		})
+	}
+}
+
+// startPipeline loads and builds cfgPath with loader and runs it as a
+// consumer-group member in the background. stop cancels the run and fails
+// the test if it did not end cleanly; the pipeline closes at cleanup.
+func startPipeline(t *testing.T, cfgPath string, loader processor.ModelLoader, opts processor.RunOptions) (*processor.Pipeline, func()) {
+	t.Helper()
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := processor.Build(context.Background(), cfg, loader, processor.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	if opts.Logger == nil {
+		opts.Logger = quietLogger()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- processor.RunStream(ctx, p, opts) }()
+	return p, func() {
+		t.Helper()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 	}
 }

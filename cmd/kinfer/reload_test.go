@@ -14,7 +14,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/kinfer/kinfer/internal/config"
 	"github.com/kinfer/kinfer/processor"
 	"github.com/kinfer/kinfer/schema"
 )
@@ -54,22 +53,9 @@ func TestHotReloadRefusesBadVersionAndSwapsGoodOne(t *testing.T) {
 	cfgText = strings.Replace(cfgText, "  path: "+filepath.Join(root, "testdata/models/fraud/model.onnx"), "  path: "+models+"\n  reload: {interval: 20ms, settle: 20ms}", 1)
 	cfgPath := filepath.Join(t.TempDir(), "pipeline.yaml")
 	os.WriteFile(cfgPath, []byte(cfgText+"metrics: {disabled: true}\n"), 0o644)
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
 	reg := prometheus.NewRegistry()
 	m := processor.NewMetrics(reg)
-	p, err := processor.Build(context.Background(), cfg, modelLoader(quietLogger(), m), processor.BuildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- processor.RunStream(ctx, p, processor.RunOptions{Logger: quietLogger(), Metrics: m, Registerer: reg})
-	}()
+	p, stop := startPipeline(t, cfgPath, modelLoader(quietLogger(), m), processor.RunOptions{Metrics: m, Registerer: reg})
 
 	fix := loadFixture(t)
 	enc, _ := schema.NewEncoder(string(must(os.ReadFile(filepath.Join(root, "examples/fraud/transaction.avsc")))))
@@ -129,10 +115,7 @@ func TestHotReloadRefusesBadVersionAndSwapsGoodOne(t *testing.T) {
 			put("3", retrained)
 		}
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 	if refused() != 1 || reloads() != 1 {
 		t.Fatalf("refused %v, reloads %v: want the corrupt version refused once and the good one swapped in once", refused(), reloads())
 	}

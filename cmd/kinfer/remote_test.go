@@ -14,7 +14,6 @@ import (
 
 	"github.com/kinfer/kinfer/handlers/onnx"
 	"github.com/kinfer/kinfer/handlers/remote/remotetest"
-	"github.com/kinfer/kinfer/internal/config"
 	"github.com/kinfer/kinfer/processor"
 	"github.com/kinfer/kinfer/schema"
 )
@@ -56,18 +55,7 @@ batch: {max_size: 32, max_delay: 2ms}
 output: {passthrough: [transaction_id]}
 metrics: {disabled: true}
 `, brokers[0], root, srv.URL)), 0o644)
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := processor.Build(context.Background(), cfg, modelLoader(quietLogger(), nil), processor.BuildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- processor.RunStream(ctx, p, processor.RunOptions{Logger: quietLogger()}) }()
+	p, stop := startPipeline(t, cfgPath, modelLoader(quietLogger(), nil), processor.RunOptions{})
 
 	fix := loadFixture(t)
 	enc, _ := schema.NewEncoder(string(must(os.ReadFile(filepath.Join(root, "examples/fraud/transaction.avsc")))))
@@ -111,10 +99,7 @@ metrics: {disabled: true}
 			}
 		})
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 	if worst > 1e-5 {
 		t.Fatalf("max difference from scikit-learn %g", worst)
 	}

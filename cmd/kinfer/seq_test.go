@@ -16,7 +16,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/kinfer/kinfer/internal/config"
 	"github.com/kinfer/kinfer/internal/tensor"
 	"github.com/kinfer/kinfer/processor"
 	"github.com/kinfer/kinfer/schema"
@@ -147,18 +146,7 @@ func runSeq(t *testing.T, batchYAML string, tooLong int) {
 		t.Fatal(err)
 	}
 
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := processor.Build(context.Background(), cfg, modelLoader(nil, nil), processor.BuildOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- processor.RunStream(ctx, p, processor.RunOptions{Logger: quietLogger()}) }()
+	p, stop := startPipeline(t, cfgPath, modelLoader(nil, nil), processor.RunOptions{})
 
 	dec, err := schema.NewFileDecoder(p.Codec.OutputSchema)
 	if err != nil {
@@ -223,10 +211,7 @@ func runSeq(t *testing.T, batchYAML string, tooLong int) {
 			}
 		})
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	stop()
 	if worst > 1e-5 {
 		t.Fatalf("max difference from running each row alone: %g", worst)
 	}
