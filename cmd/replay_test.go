@@ -1,4 +1,4 @@
-package main
+package kinfercmd
 
 import (
 	"bytes"
@@ -248,7 +248,7 @@ func checkExactlyOnce(t testing.TB, fix *fraudFixture, in *replayInput, out *rep
 func runReplay(t testing.TB, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	code := run(append([]string{"replay", "--progress", "log", "--log-level", "warn"}, args...), &stdout, &stderr)
+	code := Run(append([]string{"replay", "--progress", "log", "--log-level", "warn"}, args...), &stdout, &stderr)
 	return code, stdout.String(), stderr.String()
 }
 
@@ -324,10 +324,7 @@ func TestReplayMaxFailures(t *testing.T) {
 func TestReplaySigkillResume(t *testing.T) {
 	needORT(t)
 	fix := loadFixture(t)
-	bin := filepath.Join(t.TempDir(), "kinfer")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildKinfer(t)
 	dir := t.TempDir()
 	const n = 150000
 	in := writeReplayInputs(t, dir, fix, n, 101, "deflate", "snappy", "null", "deflate")

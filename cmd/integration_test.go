@@ -1,4 +1,4 @@
-package main
+package kinfercmd
 
 import (
 	"bytes"
@@ -561,10 +561,7 @@ func TestIntegrationExactlyOnceSigkill(t *testing.T) { sigkillRun(t, "exactly_on
 func sigkillRun(t *testing.T, guarantee string) {
 	brokers := kafkatest.Brokers(t)
 	fix := loadFixture(t)
-	bin := filepath.Join(t.TempDir(), "kinfer")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildKinfer(t)
 	const n = 20000
 	tp := newTopics(t, brokers)
 	cfgPath := writeConfig(t, brokers, tp, "")

@@ -1,4 +1,4 @@
-package main
+package kinfercmd
 
 import (
 	"bytes"
@@ -181,7 +181,7 @@ func writeAvroFile(t *testing.T, dir, path string, rows []map[string]any) {
 // and stderr.
 func kinfer(args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
-	code := run(args, &out, &errb)
+	code := Run(args, &out, &errb)
 	return code, out.String(), errb.String()
 }
 

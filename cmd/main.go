@@ -1,7 +1,26 @@
-// Command kinfer is a Kafka-native streaming inference processor: it reads
-// Avro records from a topic, runs ONNX models on them in shape-keyed
-// micro-batches, and writes one prediction per record to another topic.
-package main
+// Package kinfercmd is the kinfer command line: the run, replay, fit,
+// validate, demo and version subcommands, their flags, signal handling and
+// wiring. The kinfer binary (cmd/kinfer) is nothing but a call to Main.
+//
+// A build of kinfer with model kinds of your own is the same one line plus
+// an import of the package that registers them (handlers.Register in its
+// init), as Caddy's caddycmd does for plugins:
+//
+//	package main
+//
+//	import (
+//		"os"
+//
+//		kinfercmd "github.com/kinfer/kinfer/cmd"
+//		_ "example.com/you/rules" // registers model kind "rules"
+//	)
+//
+//	func main() { os.Exit(kinfercmd.Main()) }
+//
+// pipeline.yaml then selects the kind with model.kind, and every
+// subcommand (validate included) knows it. The onnx and remote kinds are
+// always built in. examples/custom-handler is a complete, tested example.
+package kinfercmd
 
 import (
 	"context"
@@ -16,6 +35,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/kinfer/kinfer/handlers"
 	"github.com/kinfer/kinfer/internal/config"
 )
 
@@ -30,21 +50,31 @@ Commands:
   fit       fit the transform stages on a topic slice or Avro files, write the artifacts
   validate  check a pipeline.yaml against its Avro schema and model, without Kafka
   demo      run the fraud example end to end on an embedded Kafka
-  version   print the version
+  version   print the version and the model kinds built in
 
 Run 'kinfer <command> --help' for a command's flags.
 Exit status: 0 on success or clean shutdown (SIGINT/SIGTERM drain in-flight
 records and commit), 1 on a runtime failure, 2 on a usage or config error.
 `
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// Version is what `kinfer version` prints. cmd/kinfer sets it from its
+// own main.version (-ldflags "-X main.version=..."); a custom build sets
+// it before calling Main, or links it in with
+// -ldflags "-X github.com/kinfer/kinfer/cmd.Version=...". Default: "dev".
+var Version = "dev"
 
-func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+// Main runs the subcommand that os.Args names, writing to os.Stdout and
+// os.Stderr, and returns the exit status for os.Exit: 0 on success or a
+// clean shutdown, 1 on a runtime failure, 2 on a usage or config error.
+// SIGINT and SIGTERM stop a run gracefully (drain, commit, exit 0).
+func Main() int {
+	return Run(os.Args[1:], os.Stdout, os.Stderr)
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+// Run is Main with the arguments (without the program name) and the
+// output streams given, for tests and for programs that embed the
+// command line.
+func Run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(stdout, usage)
 		if len(args) == 0 {
@@ -67,7 +97,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "demo":
 		err = cmdDemo(ctx, args[1:], stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "kinfer", version)
+		fmt.Fprintln(stdout, "kinfer", Version)
+		fmt.Fprintln(stdout, "model kinds:", strings.Join(handlers.Kinds(), ", "))
 	default:
 		fmt.Fprintf(stderr, "kinfer: unknown command %q\n\n%s", args[0], usage)
 		return 2

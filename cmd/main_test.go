@@ -1,4 +1,4 @@
-package main
+package kinfercmd
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,6 +29,19 @@ func repoRoot(t testing.TB) string {
 		}
 		dir = parent
 	}
+}
+
+// buildKinfer builds the kinfer binary (cmd/kinfer, a main around this
+// package) into a temp dir and returns its path.
+func buildKinfer(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "kinfer")
+	cmd := exec.Command("go", "build", "-o", bin, "./kinfer")
+	cmd.Dir = filepath.Join(repoRoot(t), "cmd")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/kinfer: %v\n%s", err, out)
+	}
+	return bin
 }
 
 // needORT skips without the ONNX Runtime library, except in CI where it
@@ -89,7 +103,7 @@ func TestValidate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := exampleWith(t, tc.old, tc.new)
 			var stdout, stderr bytes.Buffer
-			code := run([]string{"validate", "--config", cfg}, &stdout, &stderr)
+			code := Run([]string{"validate", "--config", cfg}, &stdout, &stderr)
 			out := stdout.String() + stderr.String()
 			if code != tc.code {
 				t.Fatalf("exit %d, want %d:\n%s", code, tc.code, out)
@@ -108,18 +122,18 @@ func TestValidate(t *testing.T) {
 
 func TestUsage(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	if code := run([]string{"--help"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "validate") {
+	if code := Run([]string{"--help"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "validate") {
 		t.Fatalf("--help: exit %d\n%s", code, stdout.String())
 	}
 	stdout.Reset()
-	if code := run([]string{"frobnicate"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), `unknown command "frobnicate"`) {
+	if code := Run([]string{"frobnicate"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), `unknown command "frobnicate"`) {
 		t.Fatalf("unknown command: exit %d\n%s", code, stderr.String())
 	}
 	stderr.Reset()
-	if code := run([]string{"run", "--help"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "At-least-once") {
+	if code := Run([]string{"run", "--help"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "At-least-once") {
 		t.Fatalf("run --help: exit %d\n%s", code, stderr.String())
 	}
-	if code := run([]string{"run", "--config", "/nonexistent.yaml"}, &stdout, &stderr); code != 1 {
+	if code := Run([]string{"run", "--config", "/nonexistent.yaml"}, &stdout, &stderr); code != 1 {
 		t.Fatalf("missing config: exit %d", code)
 	}
 }
@@ -161,7 +175,7 @@ models:
 			p := filepath.Join(t.TempDir(), "pipeline.yaml")
 			os.WriteFile(p, []byte(y), 0o644)
 			var stdout, stderr bytes.Buffer
-			code := run([]string{"validate", "--config", p}, &stdout, &stderr)
+			code := Run([]string{"validate", "--config", p}, &stdout, &stderr)
 			out := stdout.String() + stderr.String()
 			if code != tc.code || !strings.Contains(out, tc.want) {
 				t.Fatalf("exit %d (want %d); output lacks %q:\n%s", code, tc.code, tc.want, out)

@@ -1,4 +1,4 @@
-package main
+package kinfercmd
 
 import (
 	"context"
@@ -167,7 +167,7 @@ output:
 // model with that batch size and session options, and reports both and
 // their ratio:
 //
-//	go test -run '^$' -bench BenchmarkReplay -benchtime 1x ./cmd/kinfer/
+//	go test -run '^$' -bench BenchmarkReplay -benchtime 1x ./cmd/
 //
 // KINFER_BENCH_RECORDS (default 200000 for fraud, half for fnn, a
 // twentieth for textenc),
