@@ -910,6 +910,180 @@ def make_textenc_textcls():
     return d_row, d_pad_right, d_cls, d_chain
 
 
+# ---------------------------------------------------------------- 7. seqgru
+
+GRU_VOCAB, GRU_EMB, GRU_HIDDEN, GRU_NCLS, GRU_MAXLEN = 1000, 32, 64, 4, 300
+
+
+def seqgru_weights():
+    rng = np.random.default_rng(3100)
+    d, h = GRU_EMB, GRU_HIDDEN
+
+    def n(shape, std):
+        return rng.normal(0.0, std, shape).astype(np.float32)
+
+    return {
+        "embedding": n((GRU_VOCAB, d), 1.0),
+        # ONNX layout: W [1,3H,D], R [1,3H,H], B [1,6H], gates stacked z, r, h;
+        # B = [Wb_z, Wb_r, Wb_h, Rb_z, Rb_r, Rb_h].
+        "gru_W": n((1, 3 * h, d), 1.0 / np.sqrt(d)),
+        "gru_R": n((1, 3 * h, h), 1.0 / np.sqrt(h)),
+        "gru_B": n((1, 6 * h), 0.1),
+        "head_weight": n((h, GRU_NCLS), 2.0 / np.sqrt(h)),
+        "head_bias": n(GRU_NCLS, 0.1),
+        "score_vector": n((h, 1), 1.0 / np.sqrt(h)),
+    }
+
+
+def build_seqgru(w):
+    ids = helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"])
+    mask = helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])
+    logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", GRU_NCLS])
+    scores = helper.make_tensor_value_info("token_scores", TensorProto.FLOAT, ["batch", "seq"])
+    inits = [numpy_helper.from_array(v, k) for k, v in w.items()]
+    inits += [
+        numpy_helper.from_array(np.array([0], dtype=np.int64), "axes_0"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "axes_1"),
+        numpy_helper.from_array(np.array([2], dtype=np.int64), "axes_2"),
+    ]
+    N = helper.make_node
+    nodes = [
+        N("Gather", ["embedding", "input_ids"], ["emb"], axis=0),                        # [b,s,32]
+        # ONNX Runtime's GRU takes time-major input only (layout 0).
+        N("Transpose", ["emb"], ["x"], perm=[1, 0, 2]),                                  # [s,b,32]
+        # Each row runs for its own number of real tokens, so padding after
+        # them cannot reach its results.
+        N("ReduceSum", ["attention_mask", "axes_1"], ["lens64"], keepdims=0),            # [b]
+        N("Cast", ["lens64"], ["lens"], to=TensorProto.INT32),                           # [b]
+        N("GRU", ["x", "gru_W", "gru_R", "gru_B", "lens"], ["y", "y_h"],
+          hidden_size=GRU_HIDDEN, direction="forward"),                                  # [s,1,b,64], [1,b,64]
+        N("Squeeze", ["y_h", "axes_0"], ["h_last"]),                                     # [b,64]
+        N("MatMul", ["h_last", "head_weight"], ["head"]),                                # [b,4]
+        N("Add", ["head", "head_bias"], ["logits"]),                                     # [b,4]
+        N("Squeeze", ["y", "axes_1"], ["y3"]),                                           # [s,b,64]
+        N("Transpose", ["y3"], ["states"], perm=[1, 0, 2]),                              # [b,s,64]
+        N("MatMul", ["states", "score_vector"], ["score3"]),                             # [b,s,1]
+        N("Squeeze", ["score3", "axes_2"], ["score_raw"]),                               # [b,s]
+        N("Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT),                  # [b,s]
+        N("Mul", ["score_raw", "maskf"], ["token_scores"]),                              # [b,s]
+    ]
+    graph = helper.make_graph(nodes, "seqgru", [ids, mask], [logits, scores], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    return finalize(model, "seqgru",
+                    "Recurrent sequence classifier: embedding (1000x32) gather, one forward ONNX GRU "
+                    "(hidden 64, gates z,r,h, linear_before_reset=0) run for sequence_lens = "
+                    "ReduceSum(attention_mask) steps per row, linear head on the last hidden state -> "
+                    "'logits' float32 [batch,4]; per-token 'token_scores' float32 [batch,seq] = "
+                    "(hidden state . v) * mask. Inputs 'input_ids' and 'attention_mask' int64 "
+                    "[batch,seq]; the mask must be ones then zeros (padding on the right). "
+                    "Dims 'batch' and 'seq' are symbolic.")
+
+
+def seqgru_numpy(w, ids, mask):
+    """Reference in float64 from the float32 weights: the ONNX GRU equations
+    (default activations Sigmoid, Tanh; linear_before_reset=0), each row run
+    for sum(mask) steps. ids, mask: [B,S] int64, mask ones then zeros."""
+    c = {k: v.astype(np.float64) for k, v in w.items()}
+    H = GRU_HIDDEN
+    Wz, Wr, Wh = np.split(c["gru_W"][0], 3)
+    Rz, Rr, Rh = np.split(c["gru_R"][0], 3)
+    wbz, wbr, wbh, rbz, rbr, rbh = np.split(c["gru_B"][0], 6)
+    B, S = ids.shape
+    lens = mask.sum(axis=1)
+    x = c["embedding"][ids]                          # [B,S,32]
+    h = np.zeros((B, H))
+    states = np.zeros((B, S, H))
+
+    def sigmoid(a):
+        return 1.0 / (1.0 + np.exp(-a))
+
+    for t in range(S):
+        xt = x[:, t]
+        z = sigmoid(xt @ Wz.T + h @ Rz.T + wbz + rbz)
+        r = sigmoid(xt @ Wr.T + h @ Rr.T + wbr + rbr)
+        hh = np.tanh(xt @ Wh.T + (r * h) @ Rh.T + rbh + wbh)
+        h_new = (1.0 - z) * hh + z * h
+        live = (t < lens)[:, None]
+        h = np.where(live, h_new, h)
+        states[:, t] = np.where(live, h_new, 0.0)
+    logits = h @ c["head_weight"] + c["head_bias"]
+    scores = (states @ c["score_vector"])[:, :, 0] * mask.astype(np.float64)
+    return logits, scores
+
+
+def make_seqgru():
+    print("seqgru:")
+    w = seqgru_weights()
+    model = build_seqgru(w)
+    folder = os.path.join(HERE, "seqgru")
+    path = save_model(model, folder)
+    n_params = sum(v.size for v in w.values())
+    print(f"  parameters {n_params}")
+
+    rng = np.random.default_rng(301)
+    n = 100
+    lengths = rng.integers(1, GRU_MAXLEN + 1, n)
+    lengths[0], lengths[1], lengths[2] = 1, GRU_MAXLEN, 2  # make sure the extremes are there
+    rows = [rng.integers(0, GRU_VOCAB, L).astype(np.int64) for L in lengths]
+    rows[1][0], rows[1][-1] = 0, GRU_VOCAB - 1             # first and last vocabulary ids
+
+    sess = session(path)
+    exp_logits, exp_scores = [], []
+    diff_single = 0.0
+    for r in rows:
+        ids = r[None, :]
+        mask = np.ones_like(ids)
+        lg, sc = seqgru_numpy(w, ids, mask)
+        o_lg, o_sc = sess.run(["logits", "token_scores"], {"input_ids": ids, "attention_mask": mask})
+        diff_single = max(diff_single, float(np.max(np.abs(o_lg - lg))), float(np.max(np.abs(o_sc - sc))))
+        exp_logits.append(lg[0])
+        exp_scores.append(sc[0])
+    print(f"  (a) onnxruntime per row vs numpy: max abs diff = {diff_single:.3e}")
+    check("seqgru", diff_single < TOL, f"per-row max abs diff {diff_single:.3e} < {TOL}")
+    classes = np.bincount(np.argmax(np.stack(exp_logits), axis=1), minlength=GRU_NCLS).tolist()
+    print(f"  predicted classes of the {n} rows: {classes}")
+
+    # (b) one padded batch of all mixed-length rows, pad id 0, mask 0 on padding.
+    ids_b, mask_b = pad_batch(rows)
+    o_lg, o_sc = sess.run(["logits", "token_scores"], {"input_ids": ids_b, "attention_mask": mask_b})
+    diff_pad_logits = max(float(np.max(np.abs(o_lg[i] - exp_logits[i]))) for i in range(n))
+    diff_pad_scores = max(float(np.max(np.abs(o_sc[i, :len(r)] - exp_scores[i]))) for i, r in enumerate(rows))
+    pad_zero = all(np.all(o_sc[i, len(r):] == 0.0) for i, r in enumerate(rows))
+    print(f"  (b) padded batch {list(ids_b.shape)} vs numpy per row: logits max abs diff = {diff_pad_logits:.3e}, "
+          f"token_scores (trimmed) max abs diff = {diff_pad_scores:.3e}, padding scores all 0 = {pad_zero}")
+    check("seqgru", diff_pad_logits < TOL, f"padded-batch logits max abs diff {diff_pad_logits:.3e} < {TOL}")
+    check("seqgru", diff_pad_scores < TOL, f"padded-batch token_scores max abs diff {diff_pad_scores:.3e} < {TOL}")
+    check("seqgru", pad_zero, "token_scores are exactly 0 on padding")
+    np_lg, np_sc = seqgru_numpy(w, ids_b, mask_b)
+    d_np_pad = max(float(np.max(np.abs(np_lg - np.stack(exp_logits)))),
+                   max(float(np.max(np.abs(np_sc[i, :len(r)] - exp_scores[i]))) for i, r in enumerate(rows)))
+    check("seqgru", d_np_pad < 1e-12, f"numpy padded batch vs numpy per row max abs diff {d_np_pad:.3e}")
+
+    # (c) the mask matters: the same padded batch with the padding unmasked
+    # changes the logits of the padded rows (so (b) tests something).
+    u_lg, _ = sess.run(["logits", "token_scores"], {"input_ids": ids_b, "attention_mask": np.ones_like(mask_b)})
+    short = [i for i, r in enumerate(rows) if len(r) < ids_b.shape[1]]
+    d_unmasked = min(float(np.max(np.abs(u_lg[i] - exp_logits[i]))) for i in short)
+    print(f"  (c) padding left unmasked: smallest max abs logits change over the {len(short)} padded rows = {d_unmasked:.3e}")
+    check("seqgru", d_unmasked > 1e-3, f"unmasked padding changes every padded row's logits (min {d_unmasked:.3e} > 1e-3)")
+
+    write_expected(
+        os.path.join(folder, "expected.json"),
+        {
+            "model": "seqgru",
+            "framework": "numpy (float64 from the float32 weights)",
+            "parameters": int(n_params),
+            "note": "each row is unpadded (its true length 1..300); attention_mask is all ones; "
+                    "token_scores has one value per token",
+            "signature": signature(model),
+        },
+        {"input_ids": (rows, "int"), "attention_mask": ([np.ones_like(r) for r in rows], "int")},
+        {"logits": (exp_logits, "f64"), "token_scores": (exp_scores, "f64")},
+    )
+    sizes_ok(folder)
+    return diff_single, diff_pad_logits, diff_pad_scores
+
+
 def main():
     t0 = time.time()
     print(f"numpy {np.__version__}, onnx {onnx.__version__}, onnxruntime {ort.__version__}")
@@ -918,6 +1092,7 @@ def main():
     make_seqpool()
     make_doubler()
     make_textenc_textcls()
+    make_seqgru()
     print(f"done in {time.time() - t0:.1f}s")
     if FAILURES:
         print("FAILED CHECKS:")
