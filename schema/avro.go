@@ -56,17 +56,17 @@ var nativeLogicalTypes = map[string]bool{
 // fixed) are shared by pointer wherever they are referenced, so the tree
 // may contain cycles for recursive schemas.
 type avroType struct {
-	kind      kind
-	name      string // full name, for record, enum and fixed
-	namespace string // namespace part of name
-	logical   string // logicalType attribute, if any
-	fields    []*avroField
-	byName    map[string]*avroField
-	items     *avroType   // array items or map values
-	branches  []*avroType // union members
-	size      int         // fixed size in bytes
-	symbols   int         // enum symbol count
-	raw       map[string]any
+	kind        kind
+	name        string // full name, for record, enum and fixed
+	namespace   string // namespace part of name
+	logical     string // logicalType attribute, if any
+	fields      []*avroField
+	byName      map[string]*avroField
+	items       *avroType   // array items or map values
+	branches    []*avroType // union members
+	size        int         // fixed size in bytes
+	symbolNames []string    // enum symbols, in order
+	raw         map[string]any
 	// minSize is the fewest bytes one value of this type takes in Avro
 	// binary; -1 until computed. It bounds array and map block counts
 	// before goavro preallocates for them.
@@ -283,7 +283,14 @@ func (p *schemaParser) parseObject(obj map[string]any, ns string) (*avroType, er
 		if len(syms) == 0 {
 			return nil, fmt.Errorf("enum %s: \"symbols\" must be a non-empty array", t.name)
 		}
-		t.symbols = len(syms)
+		t.symbolNames = make([]string, len(syms))
+		for i, sym := range syms {
+			name, ok := sym.(string)
+			if !ok {
+				return nil, fmt.Errorf("enum %s: symbol %d is %T, want a string", t.name, i+1, sym)
+			}
+			t.symbolNames[i] = name
+		}
 		return t, nil
 	case "fixed":
 		t, err := p.define(obj, kindFixed, ns)

@@ -48,6 +48,21 @@ func BenchmarkDecode784(b *testing.B) {
 			}
 		})
 	}
+	// The same array through goavro, kinfer's decoder before decodeNative.
+	b.Run("array-goavro", func(b *testing.B) {
+		d, err := NewFileDecoder(img784ArraySchema)
+		if err != nil {
+			b.Fatal(err)
+		}
+		d.c.native = false
+		b.SetBytes(int64(len(arrayValue)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := d.Decode(bg, arrayValue); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("array-wire-cached", func(b *testing.B) {
 		reg, cl := newTestRegistry(b)
 		id, _ := reg.Register("img", img784ArraySchema)
@@ -73,10 +88,12 @@ func BenchmarkMap784(b *testing.B) {
 		value                  []byte
 	}{
 		{"array", img784ArraySchema, EncodingValue, arrayValue},
+		{"array-goavro", img784ArraySchema, EncodingValue, arrayValue},
 		{"raw", img784RawSchema, EncodingRaw, rawValue},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			d, _ := NewFileDecoder(bc.schema)
+			d.c.native = bc.name != "array-goavro" // []any elements, as goavro decodes
 			rec, err := d.Decode(bg, bc.value)
 			if err != nil {
 				b.Fatal(err)

@@ -95,8 +95,8 @@ func skip(t *avroType, b []byte, depth int) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if i < 0 || i >= int64(t.symbols) {
-			return nil, fmt.Errorf("enum %s index %d out of range [0,%d)", t.name, i, t.symbols)
+		if i < 0 || i >= int64(len(t.symbolNames)) {
+			return nil, fmt.Errorf("enum %s index %d out of range [0,%d)", t.name, i, len(t.symbolNames))
 		}
 		return rest, nil
 	}

@@ -126,12 +126,132 @@ func nativeTypeName(v any) string {
 		return "string"
 	case []byte:
 		return "bytes"
-	case []any:
+	case []any, []float32, []float64, []int32, []int64:
 		return "array"
 	case map[string]any:
 		return "record or map"
 	}
 	return fmt.Sprintf("Go %T", v)
+}
+
+// Native arrays are []any, or typed slices for arrays of float, double,
+// int and long (see decodeNative).
+
+// arrayLen returns the length of a native array.
+func arrayLen(v any) (int, bool) {
+	if items, ok := v.([]any); ok {
+		return len(items), true
+	}
+	return typedLen(v)
+}
+
+// typedLen returns the length of a typed native array.
+func typedLen(v any) (int, bool) {
+	switch x := v.(type) {
+	case []float32:
+		return len(x), true
+	case []float64:
+		return len(x), true
+	case []int32:
+		return len(x), true
+	case []int64:
+		return len(x), true
+	}
+	return 0, false
+}
+
+// arrayItem returns element i of a native array of at least i+1 items.
+func arrayItem(v any, i int) any {
+	switch x := v.(type) {
+	case []any:
+		return x[i]
+	case []float32:
+		return x[i]
+	case []float64:
+		return x[i]
+	case []int32:
+		return x[i]
+	case []int64:
+		return x[i]
+	}
+	return nil
+}
+
+// typedRow converts a typed native array into row, with numRow's rules.
+func typedRow[T any](mp *mapping, row []T, v any) (int, convResult) {
+	switch d := any(row).(type) {
+	case []float32:
+		return typedInto(mp, d, v)
+	case []float64:
+		return typedInto(mp, d, v)
+	case []int32:
+		return typedInto(mp, d, v)
+	case []int64:
+		return typedInto(mp, d, v)
+	case []uint8:
+		return typedInto(mp, d, v)
+	case []int8:
+		return typedInto(mp, d, v)
+	}
+	if len(row) == 0 {
+		return -1, convOK
+	}
+	return 0, convWrongType // numbers never feed bool
+}
+
+func typedInto[T number](mp *mapping, row []T, v any) (int, convResult) {
+	switch x := v.(type) {
+	case []float32:
+		return floatsInto(mp, row, x)
+	case []float64:
+		return floatsInto(mp, row, x)
+	case []int32:
+		return intsInto(mp, row, x)
+	case []int64:
+		return intsInto(mp, row, x)
+	}
+	return 0, convWrongType
+}
+
+func floatsInto[T number, S float32 | float64](mp *mapping, row []T, src []S) (int, convResult) {
+	if len(src) == 0 {
+		return -1, convOK
+	}
+	if !mp.isFloat {
+		return 0, convWrongType
+	}
+	if same, ok := any(row).([]S); ok {
+		copy(same, src)
+	} else {
+		row = row[:len(src)]
+		for i, x := range src {
+			row[i] = T(x)
+		}
+	}
+	if !mp.allowNaN {
+		for i, x := range src {
+			if x != x {
+				return i, convNaN
+			}
+		}
+	}
+	return -1, convOK
+}
+
+func intsInto[T number, S int32 | int64](mp *mapping, row []T, src []S) (int, convResult) {
+	if same, ok := any(row).([]S); ok {
+		copy(same, src)
+		return -1, convOK
+	}
+	row = row[:len(src)]
+	for i, x := range src {
+		r := T(x)
+		if !mp.isFloat && int64(r) != int64(x) {
+			return i, convRange
+		}
+		row[i] = r
+	}
+	return -1, convOK
 }
 
 // hostLittleEndian is true on the platforms kinfer runs on (amd64, arm64),

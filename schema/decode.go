@@ -30,7 +30,10 @@ type Record struct {
 	// arrays as []any, maps and nested records as map[string]any, non-null
 	// union values as map[string]any{"typeName": value}. bytes and fixed
 	// values alias the decoded buffer, which must not be modified while
-	// the record is in use.
+	// the record is in use. One difference from goavro: unless the schema
+	// has a logical type that goavro converts (date, time-*, timestamp-*,
+	// decimal), arrays of float, double, int and long are []float32,
+	// []float64, []int32 and []int64 (goavro's encoder accepts those too).
 	Native map[string]any
 	// SchemaID is the registry id of the writer schema, or 0 for values
 	// decoded with a fixed schema.
@@ -41,6 +44,9 @@ type Record struct {
 type compiled struct {
 	root  *avroType
 	codec *goavro.Codec
+	// native: decodeNative produces the native form (see nativeSafe);
+	// otherwise goavro decodes.
+	native bool
 }
 
 func compileRecordSchema(schemaJSON string) (*compiled, error) {
@@ -55,12 +61,19 @@ func compileRecordSchema(schemaJSON string) (*compiled, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &compiled{root: root, codec: codec}, nil
+	return &compiled{root: root, codec: codec, native: nativeSafe(root)}, nil
 }
 
 func (c *compiled) decode(value []byte) (native map[string]any, err error) {
 	if err := checkBinary(c.root, value); err != nil {
 		return nil, errorf(ReasonDecode, "decoding Avro %s: %w", c.root.name, err)
+	}
+	if c.native {
+		v, _, err := decodeNative(c.root, value, 0)
+		if err != nil {
+			return nil, errorf(ReasonDecode, "decoding Avro %s: %w", c.root.name, err)
+		}
+		return v.(map[string]any), nil
 	}
 	defer func() {
 		if r := recover(); r != nil {

@@ -451,21 +451,21 @@ func (mp *mapping) applyArray(native map[string]any) (*tensor.Tensor, error) {
 func (mp *mapping) inferDims(field string, v any, dims []int64) error {
 	cur := v
 	for i := range dims {
-		items, ok := cur.([]any)
+		n, ok := arrayLen(cur)
 		if !ok {
 			if i == 0 {
 				return errorf(ReasonWrongType, "input %q: field %q: %s value is not an array", mp.tensor, field, nativeTypeName(cur))
 			}
 			return errorf(ReasonShape, "input %q: field %q: arrays are nested %d deep, want %d", mp.tensor, field, i, len(dims))
 		}
-		dims[i] = int64(len(items))
-		if len(items) == 0 {
+		dims[i] = int64(n)
+		if n == 0 {
 			for j := i + 1; j < len(dims); j++ {
 				dims[j] = max(mp.shape[j], 0)
 			}
 			break
 		}
-		cur = items[0]
+		cur = arrayItem(cur, 0)
 	}
 	for i, want := range mp.shape {
 		if want >= 0 && dims[i] != want {
@@ -479,12 +479,15 @@ func (mp *mapping) inferDims(field string, v any, dims []int64) error {
 // dims, looking at arrays only, not at their elements. off counts the
 // elements before v, for error messages; it returns the count after v.
 func (mp *mapping) checkRagged(field string, v any, dims []int64, off int) (int, error) {
+	if len(dims) == 1 {
+		if n, ok := arrayLen(v); ok && int64(n) == dims[0] {
+			return off + n, nil
+		}
+		return 0, mp.raggedError(field, off, v, dims)
+	}
 	items, ok := v.([]any)
 	if !ok || int64(len(items)) != dims[0] {
 		return 0, mp.raggedError(field, off, v, dims)
-	}
-	if len(dims) == 1 {
-		return off + len(items), nil
 	}
 	var err error
 	for _, it := range items {
@@ -506,6 +509,14 @@ func fillArray[T any](mp *mapping, field string, v any, dims []int64, conv rowCo
 // fillNested copies the nested arrays v of the given dims into dst from
 // offset off and returns the offset after them.
 func fillNested[T any](mp *mapping, field string, dst []T, off int, v any, dims []int64, conv rowConv[T]) (int, error) {
+	if len(dims) == 1 {
+		if n, ok := typedLen(v); ok && int64(n) == dims[0] {
+			if bad, r := typedRow(mp, dst[off:off+n], v); r != convOK {
+				return 0, mp.convError(field, off+bad, arrayItem(v, bad), r)
+			}
+			return off + n, nil
+		}
+	}
 	items, ok := v.([]any)
 	if !ok || int64(len(items)) != dims[0] {
 		return 0, mp.raggedError(field, off, v, dims)
@@ -526,8 +537,8 @@ func fillNested[T any](mp *mapping, field string, dst []T, off int, v any, dims 
 }
 
 func (mp *mapping) raggedError(field string, off int, v any, dims []int64) error {
-	if items, ok := v.([]any); ok {
-		return errorf(ReasonShape, "input %q: field %q: ragged nested arrays: the array starting at element %d has length %d, want %d", mp.tensor, field, off, len(items), dims[0])
+	if n, ok := arrayLen(v); ok {
+		return errorf(ReasonShape, "input %q: field %q: ragged nested arrays: the array starting at element %d has length %d, want %d", mp.tensor, field, off, n, dims[0])
 	}
 	return errorf(ReasonShape, "input %q: field %q: ragged nested arrays: a %s value at element %d, want an array of length %d", mp.tensor, field, nativeTypeName(v), off, dims[0])
 }
