@@ -29,8 +29,10 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 (or --brokers), an embedded Schema Registry, a generator writing realistic card
 transactions in the Confluent wire format (with a few corrupt ones), and kinfer
 predicting each with the shipped scikit-learn model through ONNX Runtime. A live
-view prints throughput and sample predictions every second.`, stderr)
-	cfgPath := fs.String("config", "examples/fraud/pipeline.yaml", "pipeline config of the example")
+view prints throughput and sample predictions every second. --config runs
+another pipeline over the same transactions (examples/custom-handler with a
+kinfer-custom build).`, stderr)
+	cfgPath := fs.String("config", "examples/fraud/pipeline.yaml", "pipeline config of the example (its input schema must be examples/fraud/transaction.avsc's)")
 	brokers := fs.String("brokers", "", "use these brokers instead of the embedded Kafka (topics are created if missing)")
 	records := fs.Int("records", 200000, "records to generate")
 	rate := fs.Int("rate", 25000, "records per second to generate (0: as fast as possible, to measure throughput)")
@@ -103,7 +105,7 @@ view prints throughput and sample predictions every second.`, stderr)
 		prodErr <- generate(runCtx, seeds, k.InputTopic, inID, string(inSchema), *records, *rate, *badEvery, &produced)
 	}()
 
-	view, err := newLiveView(seeds, k.OutputTopic, k.DeadLetterTopic, regClient)
+	view, err := newLiveView(seeds, k.OutputTopic, k.DeadLetterTopic, p.Codec.OutputSchema, regClient)
 	if err != nil {
 		return err
 	}

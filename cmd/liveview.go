@@ -2,7 +2,9 @@ package kinfercmd
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -22,6 +24,7 @@ type liveView struct {
 	cl      *kgo.Client
 	dec     *schema.RegistryDecoder
 	out     string
+	fields  []string // the prediction's fields, in schema order
 	pred    atomic.Int64
 	dl      atomic.Int64
 	mu      sync.Mutex
@@ -29,12 +32,27 @@ type liveView struct {
 	lastDL  string
 }
 
-func newLiveView(seeds []string, out, dlq string, reg *sr.Client) (*liveView, error) {
+// newLiveView reads topics out and dlq; outSchema is the prediction
+// schema (JSON), whose field order the samples follow.
+func newLiveView(seeds []string, out, dlq, outSchema string, reg *sr.Client) (*liveView, error) {
+	var sch struct {
+		Fields []struct {
+			Name string `json:"name"`
+		} `json:"fields"`
+	}
+	if err := json.Unmarshal([]byte(outSchema), &sch); err != nil {
+		return nil, fmt.Errorf("reading the prediction schema: %w", err)
+	}
+	v := &liveView{dec: schema.NewRegistryDecoder(reg), out: out}
+	for _, f := range sch.Fields {
+		v.fields = append(v.fields, f.Name)
+	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics(out, dlq), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		return nil, err
 	}
-	return &liveView{cl: cl, dec: schema.NewRegistryDecoder(reg), out: out}, nil
+	v.cl = cl
+	return v, nil
 }
 
 func (v *liveView) consume(ctx context.Context) {
@@ -70,8 +88,7 @@ func (v *liveView) sample() string {
 		if err != nil {
 			s = "undecodable prediction: " + err.Error()
 		} else {
-			n := rec.Native
-			s = fmt.Sprintf("%v %v fraud_label=%v probabilities=%v (model %v %v)", n["transaction_id"], n["account_id"], n["fraud_label"], n["probabilities"], n["model_name"], n["model_version"])
+			s = v.format(rec.Native)
 		}
 	}
 	if dl != "" {
@@ -81,6 +98,22 @@ func (v *liveView) sample() string {
 		s += "\n         last dead letter: " + dl
 	}
 	return s
+}
+
+// format shows a prediction as field=value pairs in schema order, the
+// model that made it last: whatever fields the example's config writes.
+func (v *liveView) format(n map[string]any) string {
+	var b strings.Builder
+	for _, f := range v.fields {
+		if f == processor.FieldModelName || f == processor.FieldModelVersion {
+			continue
+		}
+		fmt.Fprintf(&b, "%s=%v ", f, n[f])
+	}
+	if name, ok := n[processor.FieldModelName]; ok {
+		fmt.Fprintf(&b, "(model %v %v)", name, n[processor.FieldModelVersion])
+	}
+	return strings.TrimSpace(b.String())
 }
 
 func (v *liveView) close() { v.cl.Close() }

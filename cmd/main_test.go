@@ -136,6 +136,28 @@ func TestUsage(t *testing.T) {
 	if code := Run([]string{"run", "--config", "/nonexistent.yaml"}, &stdout, &stderr); code != 1 {
 		t.Fatalf("missing config: exit %d", code)
 	}
+	stdout.Reset()
+	if code := Run([]string{"version"}, &stdout, &stderr); code != 0 || stdout.String() != "kinfer "+Version+"\nmodel kinds: onnx, remote\n" {
+		t.Fatalf("version: exit %d\n%s", code, stdout.String())
+	}
+}
+
+// kinfer demo runs the fraud example end to end on its embedded Kafka and
+// Schema Registry, corrupt records included, and shows predictions.
+func TestDemo(t *testing.T) {
+	needORT(t)
+	var stdout, stderr bytes.Buffer
+	cfg := filepath.Join(repoRoot(t), "examples/fraud/pipeline.yaml")
+	code := Run([]string{"demo", "--config", cfg, "--records", "1000", "--rate", "0", "--bad-every", "100"}, &stdout, &stderr)
+	out := stdout.String() + stderr.String()
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	for _, want := range []string{"model fraud version ", "done: 1000 records", "990 predicted, 10 dead-lettered", "sample: transaction_id=tx-", " fraud_label=", " probabilities=[", "(model fraud "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
