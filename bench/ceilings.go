@@ -13,6 +13,7 @@ import (
 	"github.com/kinfer/kinfer/batch"
 	"github.com/kinfer/kinfer/handlers"
 	"github.com/kinfer/kinfer/handlers/onnx"
+	"github.com/kinfer/kinfer/internal/config"
 	"github.com/kinfer/kinfer/internal/tensor"
 )
 
@@ -186,7 +187,7 @@ func bestPoint(ps []BatchPoint) BatchPoint {
 func kafkaPassThrough(ctx context.Context, brokers []string, in, out, group string, n int) (Throughput, error) {
 	cl, err := newClient(brokers, kgo.ConsumerGroup(group), kgo.ConsumeTopics(in),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxBytes(16<<20), kgo.FetchMaxPartitionBytes(1<<20),
+		kgo.FetchMaxBytes(16<<20), kgo.FetchMaxPartitionBytes(1<<20), kgo.ProducerLinger(config.DefaultProducerLinger),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.DisableAutoCommit())
 	if err != nil {
 		return Throughput{}, err

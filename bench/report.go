@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/kinfer/kinfer/internal/config"
 )
 
 // Report is everything one run measured.
@@ -107,7 +109,7 @@ func (r *Report) notes() {
 	}
 	if len(r.Workloads) > 0 {
 		n = append(n, "The latency runs add work the sustained runs do not have: the harness produces the input at the offered rate and consumes every prediction, in the same process, and the broker serves both on the same two cores; so the load kinfer can carry there is below the sustained figure, and the 90% step can build a queue.")
-		n = append(n, "Latency includes the output producer's linger: kinfer's franz-go client keeps its default ProducerLinger of 10ms (no pipeline.yaml setting), so at low load a prediction can wait up to 10 ms before it is sent, on top of batch.max_delay.")
+		n = append(n, fmt.Sprintf("Latency includes the output producer's linger (kafka.producer_linger, default %s, used here and by the pass-through): at low load a prediction can wait that long before it is sent, on top of batch.max_delay.", config.DefaultProducerLinger))
 	}
 	n = append(n, r.avroNote()...)
 	n = append(n, "CPU per stage is the whole process's user+system time (getrusage) over the stage's loop divided by records, median of the repeats after a warm-up; fetch and produce count only the client side (the broker's CPU is another process). The benchmark pipelines configure no transform stages, so the engine-alone figure has none; the transform row is transform.Pipeline.Apply timed alone on the decoded record, what such a stage would add.")
@@ -136,7 +138,7 @@ func (r *Report) avroNote() []string {
 	if arr.Costliest == StageDecode || arr.Costliest == StageMap || share >= 0.4 {
 		verdict = "IS"
 	}
-	s := fmt.Sprintf("Avro codec: for the FNN record as an Avro array of 784 floats, decoding (goavro, %.1f µs, %.0f allocs) plus mapping to a tensor (%.1f µs, %.0f allocs) is %.1f µs of the %.1f µs of CPU a record costs outside the model (%.0f%%): the codec %s the bottleneck.",
+	s := fmt.Sprintf("Avro codec: for the FNN record as an Avro array of 784 floats, decoding (%.1f µs, %.0f allocs) plus mapping to a tensor (%.1f µs, %.0f allocs) is %.1f µs of the %.1f µs of CPU a record costs outside the model (%.0f%%): the codec %s the bottleneck.",
 		da.CPUNsPerRecord/1e3, da.AllocsPerRecord, ma.CPUNsPerRecord/1e3, ma.AllocsPerRecord, avro/1e3, arr.PathCPUNsPerRecord/1e3, 100*share, verdict)
 	if raw != nil {
 		dr, mr := raw.stage(StageDecode), raw.stage(StageMap)
@@ -144,7 +146,7 @@ func (r *Report) avroNote() []string {
 		s += fmt.Sprintf(" The faster option is the raw-tensor encoding (`encoding: raw`, a bytes field of 3,136 little-endian float32): decode+map %.1f µs and %.0f allocs, %.0fx cheaper, %.1f µs per record in all (%.1fx).",
 			rawCost/1e3, dr.AllocsPerRecord+mr.AllocsPerRecord, safeDiv(avro, rawCost), raw.PathCPUNsPerRecord/1e3, safeDiv(arr.PathCPUNsPerRecord, raw.PathCPUNsPerRecord))
 	}
-	s += " goavro decodes an array into []any with one boxed float32 per element; a code-generating or reflection-free codec (e.g. hamba/avro decoding straight into []float32) would avoid that, but is not measured here."
+	s += " kinfer decodes arrays of float, double, int and long straight into typed slices (schema.decodeNative); goavro, which boxes every element into []any, took about 17 µs and 788 allocations for this record (`go test -bench Decode784 ./schema/`)."
 	return []string{s}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kinfer/kinfer/batch"
 	"github.com/kinfer/kinfer/handlers"
+	"github.com/kinfer/kinfer/internal/config"
 	"github.com/kinfer/kinfer/internal/tensor"
 	"github.com/kinfer/kinfer/processor"
 	"github.com/kinfer/kinfer/schema"
@@ -218,7 +219,7 @@ func runStageSplit(ctx context.Context, env stageEnv, c stageCase) (*StageSplit,
 	if err != nil {
 		return nil, err
 	}
-	if err := add(StageDecode, true, "goavro binary to native form", func() (int, error) {
+	if err := add(StageDecode, true, "Avro binary to native form (numeric arrays as typed slices)", func() (int, error) {
 		for i := range n {
 			if _, err := dec.Decode(bg, w.values[i%k]); err != nil {
 				return 0, err
@@ -346,12 +347,12 @@ func runStageSplit(ctx context.Context, env stageEnv, c stageCase) (*StageSplit,
 
 	// produce: predictions with kinfer's five headers, kinfer's client
 	// defaults, until every record is acknowledged.
-	prod, err := newClient(env.brokers)
+	prod, err := newClient(env.brokers, kgo.ProducerLinger(config.DefaultProducerLinger))
 	if err != nil {
 		return nil, err
 	}
 	defer prod.Close()
-	if err := add(StageProduce, true, "franz-go producer, kinfer's client defaults (snappy, 10ms linger), until acknowledged; client side only", func() (int, error) {
+	if err := add(StageProduce, true, fmt.Sprintf("franz-go producer, kinfer's client defaults (snappy, %s linger), until acknowledged; client side only", config.DefaultProducerLinger), func() (int, error) {
 		var failed atomic.Pointer[error]
 		for i := range n {
 			h := []kgo.RecordHeader{

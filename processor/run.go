@@ -82,7 +82,8 @@ func RunStream(ctx context.Context, p *Pipeline, opts RunOptions) error {
 		// franz-go buffers at most one fetch per broker until it is
 		// polled; with the in-flight budget this bounds memory under any
 		// backlog.
-		kgo.FetchMaxBytes(int32(c.Kafka.FetchMaxBytes)), kgo.FetchMaxPartitionBytes(int32(c.Kafka.FetchMaxPartitionBytes))}
+		kgo.FetchMaxBytes(int32(c.Kafka.FetchMaxBytes)), kgo.FetchMaxPartitionBytes(int32(c.Kafka.FetchMaxPartitionBytes)),
+		kgo.ProducerLinger(producerLinger(c))}
 	if c.Kafka.InstanceID != "" {
 		kopts = append(kopts, kgo.InstanceID(c.Kafka.InstanceID))
 	}
@@ -184,4 +185,12 @@ func modelList(p *Pipeline) []string {
 		out = append(out, h.Name()+"@"+h.Version())
 	}
 	return out
+}
+
+// producerLinger is kafka.producer_linger, defaulted.
+func producerLinger(c *config.Config) time.Duration {
+	if c.Kafka.ProducerLinger == nil {
+		return config.DefaultProducerLinger
+	}
+	return *c.Kafka.ProducerLinger
 }

@@ -19,6 +19,9 @@ import (
 	"github.com/kinfer/kinfer/transform"
 )
 
+// DefaultProducerLinger is kafka.producer_linger when unset.
+const DefaultProducerLinger = time.Millisecond
+
 // Guarantee values for processing.guarantee.
 const (
 	AtLeastOnce = "at_least_once"
@@ -91,6 +94,12 @@ type Kafka struct {
 	// FetchMaxPartitionBytes caps the bytes per partition in one fetch.
 	// Default 1MiB.
 	FetchMaxPartitionBytes ByteSize `yaml:"fetch_max_partition_bytes"`
+	// ProducerLinger is how long the producer waits for more records
+	// before sending a partition's batch of predictions. Predictions
+	// leave in bursts (one per model batch), so a short linger costs
+	// little throughput; every millisecond here adds to end-to-end
+	// latency at low load. Default 1ms; 0 sends at once.
+	ProducerLinger *time.Duration `yaml:"producer_linger"`
 }
 
 // Schema says how record values are encoded.
@@ -294,6 +303,10 @@ func (c *Config) ApplyDefaults() {
 	if k.FetchMaxPartitionBytes == 0 {
 		k.FetchMaxPartitionBytes = 1 << 20
 	}
+	if k.ProducerLinger == nil {
+		d := DefaultProducerLinger
+		k.ProducerLinger = &d
+	}
 	s := &c.Schema
 	if s.OutputEncoding == "" {
 		s.OutputEncoding = "plain"
@@ -369,6 +382,9 @@ func (c *Config) Validate() error {
 	v.oneOf("kafka.start_offset", k.StartOffset, "earliest", "latest")
 	if k.SessionTimeout <= 0 {
 		v.add("kafka.session_timeout", "must be positive")
+	}
+	if k.ProducerLinger != nil && (*k.ProducerLinger < 0 || *k.ProducerLinger > time.Second) {
+		v.add("kafka.producer_linger", fmt.Sprintf("is %s; want a duration from 0 to 1s", *k.ProducerLinger))
 	}
 	if k.FetchMaxBytes < 1024 || k.FetchMaxPartitionBytes < 1024 {
 		v.add("kafka.fetch_max_bytes", "fetch_max_bytes and fetch_max_partition_bytes must be at least 1KiB")

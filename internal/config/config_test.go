@@ -38,10 +38,21 @@ func TestDefaults(t *testing.T) {
 		{"guarantee", c.Processing.Guarantee, AtLeastOnce},
 		{"commit interval", c.Processing.CommitInterval, time.Second},
 		{"metrics listen", c.Metrics.Listen, "127.0.0.1:9464"},
+		{"producer linger", *c.Kafka.ProducerLinger, time.Millisecond},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
 			t.Errorf("%s: got %v, want %v", ch.name, ch.got, ch.want)
+		}
+	}
+	// producer_linger: 0 is a value (send at once), not "unset".
+	for yaml, want := range map[string]time.Duration{"0s": 0, "20ms": 20 * time.Millisecond} {
+		lc, err := Parse("p.yaml", []byte(strings.Replace(minimal, "output_topic: out}", "output_topic: out, producer_linger: "+yaml+"}", 1)))
+		if err != nil {
+			t.Fatalf("producer_linger %s: %v", yaml, err)
+		}
+		if *lc.Kafka.ProducerLinger != want {
+			t.Errorf("producer_linger %s: got %v, want %v", yaml, *lc.Kafka.ProducerLinger, want)
 		}
 	}
 	if c.Resolve("m.onnx") != "m.onnx" {
@@ -74,6 +85,7 @@ func TestValidationMessages(t *testing.T) {
 		{"unknown guarantee", "kafka:", "processing: {guarantee: at_most_once}\nkafka:", []string{`processing.guarantee: expected "at_least_once" or "exactly_once", found "at_most_once"`}},
 		{"bad byte size", "kafka:", "batch: {max_bytes: lots}\nkafka:", []string{`"lots" is not a byte size`}},
 		{"bad provider", "path: m.onnx", "path: m.onnx\n  provider: tpu", []string{`model.provider: expected one of ["cpu" "cuda" "tensorrt"], found "tpu"`}},
+		{"linger too long", "output_topic: out}", "output_topic: out, producer_linger: 2s}", []string{"p.yaml: kafka.producer_linger: is 2s; want a duration from 0 to 1s"}},
 		{"two problems at once", "group: g, input_topic: in, ", "", []string{"p.yaml: kafka.group: required\np.yaml: kafka.input_topic: required"}},
 	}
 	for _, tc := range cases {
