@@ -7,7 +7,7 @@
 #   2. kubeconform: every manifest in deploy/k8s validates strictly (unknown
 #      fields are errors) against the JSON schemas in deploy/check/schemas.
 #      No -ignore-missing-schemas: a kind without a schema fails.
-#   3. go test -run TestDeploy ./cmd/kinfer/: after a short run of kinfer on
+#   3. go test -run TestDeploy ./cmd/: after a short run of kinfer on
 #      an in-process Kafka, the dashboard, the alert rules and docs/metrics.md
 #      name only metrics kinfer exports; the PrometheusRule equals the alert
 #      file; the shipped pipeline configs build.
@@ -134,4 +134,4 @@ log "kubeconform: deploy/k8s against deploy/check/schemas"
   deploy/k8s/*.yaml
 
 log "go test: dashboard, alerts and docs name only exported metrics"
-go test -count=1 -run '^TestDeploy' ./cmd/kinfer/
+go test -count=1 -run '^TestDeploy' ./cmd/
