@@ -91,10 +91,15 @@ var buckets16 = []int64{16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 20
 // buckets32 are sequence buckets every 32 tokens up to 320.
 var buckets32 = []int64{32, 64, 96, 128, 160, 192, 224, 256, 288, 320}
 
+// inferer is the part of handlers.ModelHandler that runBatched uses.
+type inferer interface {
+	Infer(ctx context.Context, inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error)
+}
+
 // runBatched pushes b.N rows (cycling rows) through a batcher and the
 // model, as a backlog would: full batches leave at once, the rest at the
 // end. It reports rows/s and the padding ratio.
-func runBatched(b *testing.B, model handlers.ModelHandler, rows []map[string]*tensor.Tensor, cfg batch.Config) {
+func runBatched(b *testing.B, model inferer, rows []map[string]*tensor.Tensor, cfg batch.Config) {
 	bt, err := batch.New(cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -134,8 +139,10 @@ func runBatched(b *testing.B, model handlers.ModelHandler, rows []map[string]*te
 }
 
 // BenchmarkBatching compares, in one run, batch size 1, pad-to-longest and
-// shape buckets on a variable-length sequence model (seqpool: lengths
-// 1..300) and on a fixed-shape MLP (fnn: 784 floats).
+// shape buckets (at most 32 or 128 rows a batch) on variable-length
+// sequence models (seqpool: embedding + masked mean pool; seqgru: GRU;
+// lengths 1..300; textenc: attention, lengths 1..256) and on a fixed-shape
+// MLP (fnn: 784 floats).
 func BenchmarkBatching(b *testing.B) {
 	seq := seqRows(2048)
 	mask := "attention_mask"
@@ -147,6 +154,24 @@ func BenchmarkBatching(b *testing.B) {
 	})
 	b.Run("seq/buckets", func(b *testing.B) {
 		runBatched(b, loadModel(b, "seqpool"), seq, batch.Config{MaxSize: 32, MaxBytes: 64 << 20, Pad: map[string]batch.PadSpec{"input_ids": {Buckets: buckets32}}, MaskInput: mask, TrimAxis: map[string]int{"token_scores": 0, "logits": -1}})
+	})
+	b.Run("seq/buckets128", func(b *testing.B) {
+		runBatched(b, loadModel(b, "seqpool"), seq, batch.Config{MaxSize: 128, MaxBytes: 64 << 20, Pad: map[string]batch.PadSpec{"input_ids": {Buckets: buckets32}}, MaskInput: mask, TrimAxis: map[string]int{"token_scores": 0, "logits": -1}})
+	})
+	// gru: seqgru, a GRU classifier run for each row's real length (its
+	// sequence_lens come from the mask), on the same rows as seq.
+	gruTrim := map[string]int{"token_scores": 0, "logits": -1}
+	b.Run("gru/batch1", func(b *testing.B) {
+		runBatched(b, loadModel(b, "seqgru"), seq, batch.Config{MaxSize: 1, Pad: map[string]batch.PadSpec{"input_ids": {}}, MaskInput: mask, TrimAxis: gruTrim})
+	})
+	b.Run("gru/pad-to-max", func(b *testing.B) {
+		runBatched(b, loadModel(b, "seqgru"), seq, batch.Config{MaxSize: 32, MaxBytes: 64 << 20, Pad: map[string]batch.PadSpec{"input_ids": {}}, MaskInput: mask, TrimAxis: gruTrim})
+	})
+	b.Run("gru/buckets", func(b *testing.B) {
+		runBatched(b, loadModel(b, "seqgru"), seq, batch.Config{MaxSize: 32, MaxBytes: 64 << 20, Pad: map[string]batch.PadSpec{"input_ids": {Buckets: buckets32}}, MaskInput: mask, TrimAxis: gruTrim})
+	})
+	b.Run("gru/buckets128", func(b *testing.B) {
+		runBatched(b, loadModel(b, "seqgru"), seq, batch.Config{MaxSize: 128, MaxBytes: 64 << 20, Pad: map[string]batch.PadSpec{"input_ids": {Buckets: buckets32}}, MaskInput: mask, TrimAxis: gruTrim})
 	})
 	enc := seqRowsN(512, 256, 2000)
 	encTrim := map[string]int{"embedding": -1}
@@ -166,4 +191,35 @@ func BenchmarkBatching(b *testing.B) {
 	b.Run("mlp/batch32", func(b *testing.B) {
 		runBatched(b, loadModel(b, "fnn"), mlp, batch.Config{MaxSize: 32, MaxBytes: 64 << 20})
 	})
+}
+
+// standIn is a model without ONNX Runtime: it checks a batch as every
+// handler must (handlers.CheckInputs) and returns fresh outputs of
+// seqpool's shapes, as onnxruntime_go's copy of a real model's would be.
+type standIn struct{ specs []handlers.TensorSpec }
+
+func (m standIn) Infer(_ context.Context, in map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	n, err := handlers.CheckInputs(m.specs, in)
+	if err != nil {
+		return nil, err
+	}
+	seqLen := in["input_ids"].Shape[1]
+	return map[string]*tensor.Tensor{
+		"logits":       {DType: tensor.Float32, Shape: []int64{int64(n), 4}, Data: make([]float32, n*4)},
+		"token_scores": {DType: tensor.Float32, Shape: []int64{int64(n), seqLen}, Data: make([]float32, n*int(seqLen))},
+	}, nil
+}
+
+// BenchmarkBatchingGoSide is seq/buckets with the model replaced by a
+// stand-in: what kinfer's own code (batching, stacking, the input check,
+// splitting and trimming) costs per row, without ONNX Runtime's share and
+// its noise.
+func BenchmarkBatchingGoSide(b *testing.B) {
+	seq := seqRows(2048)
+	model := standIn{specs: []handlers.TensorSpec{
+		{Name: "input_ids", DType: tensor.Int64, Shape: []int64{-1, -1}},
+		{Name: "attention_mask", DType: tensor.Int64, Shape: []int64{-1, -1}},
+	}}
+	b.ReportAllocs()
+	runBatched(b, model, seq, batch.Config{MaxSize: 32, MaxBytes: 64 << 20, Pad: map[string]batch.PadSpec{"input_ids": {Buckets: buckets32}}, MaskInput: "attention_mask", TrimAxis: map[string]int{"token_scores": 0, "logits": -1}})
 }
