@@ -12,6 +12,10 @@ import (
 type Encoder struct {
 	codec *goavro.Codec
 	name  string
+	// root is the schema tree; native: encodeNative may encode (see
+	// nativeSafe), falling back to goavro for values it does not take.
+	root   *avroType
+	native bool
 	// sizeHint is the size of a recent encoding, used to allocate the next
 	// buffer once instead of growing it.
 	sizeHint atomic.Int64
@@ -30,7 +34,7 @@ func NewEncoder(schemaJSON string) (*Encoder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating encoder: %w", err)
 	}
-	return &Encoder{codec: codec, name: root.name}, nil
+	return &Encoder{codec: codec, name: root.name, root: root, native: nativeSafe(root)}, nil
 }
 
 // Encode returns native as plain Avro binary. A failure is an [*Error] with
@@ -57,6 +61,13 @@ func (e *Encoder) appendNative(buf []byte, native map[string]any) (out []byte, e
 		}
 	}()
 	start := len(buf)
+	if e.native {
+		if out, ok := encodeNative(e.root, buf, native, 0); ok {
+			e.sizeHint.Store(int64(len(out) - start))
+			return out, nil
+		}
+		buf = buf[:start]
+	}
 	out, err = e.codec.BinaryFromNative(buf, native)
 	if err != nil {
 		return nil, errorf(ReasonEncode, "encoding %s: %w", e.name, err)

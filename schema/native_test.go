@@ -187,6 +187,71 @@ func TestNativeDecodeMatchesGoavro(t *testing.T) {
 	}
 }
 
+// maxMapLen is the most entries of any map in v.
+func maxMapLen(v any) int {
+	n := 0
+	switch x := v.(type) {
+	case map[string]any:
+		n = len(x)
+		for _, e := range x {
+			n = max(n, maxMapLen(e))
+		}
+	case []any:
+		for _, e := range x {
+			n = max(n, maxMapLen(e))
+		}
+	}
+	return n
+}
+
+// TestNativeEncodeMatchesGoavro encodes random records (goavro's form and
+// the typed form decodeNative gives) with encodeNative: the bytes decode
+// to the same values as goavro's, and equal goavro's bytes wherever map
+// iteration order cannot differ.
+func TestNativeEncodeMatchesGoavro(t *testing.T) {
+	for _, schemaJSON := range []string{nativeSchema, listSchema} {
+		c, err := compileRecordSchema(schemaJSON)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rng := rand.New(rand.NewPCG(5, 6))
+		for i := range 2000 {
+			rec := randomValue(rng, c.root, 0)
+			want, err := c.codec.BinaryFromNative(nil, rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			typed, err := c.decode(want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for form, v := range map[string]any{"goavro": rec, "typed": typed} {
+				got, ok := encodeNative(c.root, nil, v, 0)
+				if !ok {
+					t.Fatalf("record %d (%s form): encodeNative refused %#v", i, form, v)
+				}
+				if maxMapLen(v) <= 1 && string(got) != string(want) {
+					t.Fatalf("record %d (%s form): bytes differ from goavro's\n got %x\nwant %x", i, form, got, want)
+				}
+				back, _, err := c.codec.NativeFromBinary(got)
+				if err != nil {
+					t.Fatalf("record %d (%s form): goavro cannot decode encodeNative's bytes: %v", i, form, err)
+				}
+				if !sameNative(back, normalize(rec)) {
+					t.Fatalf("record %d (%s form): decodes to %#v, want %#v", i, form, back, rec)
+				}
+			}
+		}
+	}
+	// Values goavro might convert are left to goavro.
+	c, _ := compileRecordSchema(`{"type":"record","name":"R","fields":[{"name":"f","type":"float"},{"name":"d","type":"double","default":1}]}`)
+	for _, v := range []map[string]any{{"f": 1, "d": 2.0}, {"f": float32(1)}, {"f": "x", "d": 2.0}} {
+		if _, ok := encodeNative(c.root, nil, v, 0); ok {
+			t.Errorf("encodeNative took %#v; want it left to goavro", v)
+		}
+	}
+}
+
 // decodeBoth decodes value with decodeNative and with goavro.
 func decodeBoth(c *compiled, value []byte) (fast, slow map[string]any, fastErr, slowErr error) {
 	fast, fastErr = c.decode(value)
@@ -234,6 +299,13 @@ func FuzzNativeDecode(f *testing.F) {
 		}
 		if !sameNative(normalize(fast), slow) {
 			t.Fatalf("decodeNative %#v\ngoavro %#v", normalize(fast), slow)
+		}
+		enc, ok := encodeNative(c.root, nil, fast, 0)
+		if !ok {
+			t.Fatalf("encodeNative refused a decoded record: %#v", fast)
+		}
+		if maxMapLen(slow) <= 1 && string(enc) != string(value) {
+			t.Fatalf("re-encoded %x, decoded from %x", enc, value)
 		}
 		for i, m := range ms {
 			a, aErr := m.Map(fast)

@@ -414,12 +414,15 @@ func branchForNative(u *avroType, v any) *avroType {
 	return nil
 }
 
-// TensorToNative converts a tensor to goavro's native form: a scalar for
-// shape [], otherwise nested []any with one level per dim. Elements become
-// float32, float64, int32 (for int32, uint8 and int8), int64 or bool,
-// matching the Avro types [BuildOutputSchema] uses. Shape is taken as is,
-// so a per-row view from tensor.Unstack converts to that row alone. It
-// returns nil for a nil tensor or one whose data does not match its shape.
+// TensorToNative converts a tensor to the native form the encoder takes:
+// a scalar for shape [], otherwise nested []any with one level per dim,
+// whose innermost level is a typed slice for float32, float64, int32 and
+// int64 data (sharing the tensor's data, which must not change while the
+// value is in use) and []any of int32 (for uint8 and int8) or bool
+// otherwise, matching the Avro types [BuildOutputSchema] uses. goavro
+// encodes both forms. Shape is taken as is, so a per-row view from
+// tensor.Unstack converts to that row alone. It returns nil for a nil
+// tensor or one whose data does not match its shape.
 func TensorToNative(t *tensor.Tensor) any {
 	if t == nil {
 		return nil
@@ -432,13 +435,13 @@ func TensorToNative(t *tensor.Tensor) any {
 	n := tensor.NumElements(t.Shape)
 	switch d := t.Data.(type) {
 	case []float32:
-		return nestNative(t.Shape, d, n, func(x float32) any { return x })
+		return nestTyped(t.Shape, d, n)
 	case []float64:
-		return nestNative(t.Shape, d, n, func(x float64) any { return x })
+		return nestTyped(t.Shape, d, n)
 	case []int32:
-		return nestNative(t.Shape, d, n, func(x int32) any { return x })
+		return nestTyped(t.Shape, d, n)
 	case []int64:
-		return nestNative(t.Shape, d, n, func(x int64) any { return x })
+		return nestTyped(t.Shape, d, n)
 	case []uint8:
 		return nestNative(t.Shape, d, n, func(x uint8) any { return int32(x) })
 	case []int8:
@@ -447,6 +450,30 @@ func TensorToNative(t *tensor.Tensor) any {
 		return nestNative(t.Shape, d, n, func(x bool) any { return x })
 	}
 	return nil
+}
+
+func nestTyped[E float32 | float64 | int32 | int64](shape []int64, data []E, n int) any {
+	if len(data) != n {
+		return nil
+	}
+	if len(shape) == 0 {
+		return data[0]
+	}
+	return groupTyped(data[:n:n], shape)
+}
+
+// groupTyped splits data into nested []any of the given shape whose
+// innermost level are subslices of data.
+func groupTyped[E float32 | float64 | int32 | int64](data []E, shape []int64) any {
+	if len(shape) == 1 {
+		return data
+	}
+	per := tensor.NumElements(shape[1:])
+	out := make([]any, shape[0])
+	for i := range out {
+		out[i] = groupTyped(data[i*per:(i+1)*per:(i+1)*per], shape[1:])
+	}
+	return out
 }
 
 func nestNative[E any](shape []int64, data []E, n int, box func(E) any) any {
