@@ -176,11 +176,10 @@ func checkChain(t *testing.T, got map[int64]map[string]any, fix *chainFixture, l
 	for id, rec := range got {
 		row := int(id) % len(fix.Inputs.InputIDs)
 		want := fix.Chained.Outputs.Probabilities[row]
-		probs := rec["probabilities"].([]any)
-		soft := rec["softmax"].([]any)
+		probs, soft := numbers(t, rec["probabilities"]), numbers(t, rec["softmax"])
 		best := 0
 		for j, w := range want {
-			worst = max(worst, math.Abs(float64(probs[j].(float32))-w), math.Abs(float64(soft[j].(float32))-w))
+			worst = max(worst, math.Abs(probs[j]-w), math.Abs(soft[j]-w))
 			if w > want[best] {
 				best = j
 			}
@@ -320,9 +319,9 @@ metrics: {disabled: true}
 			if rec.Native["model_name"] != want {
 				t.Fatalf("id %d (%s) served by %v, want %s", id, lang, rec.Native["model_name"], want)
 			}
-			probs := rec.Native["classifier_probabilities"].([]any)
+			probs := numbers(t, rec.Native["classifier_probabilities"])
 			for j, w := range fix.Chained.Outputs.Probabilities[int(id)%len(fix.Inputs.InputIDs)] {
-				worst = max(worst, math.Abs(float64(probs[j].(float32))-w))
+				worst = max(worst, math.Abs(probs[j]-w))
 			}
 		})
 	}
@@ -363,9 +362,9 @@ func TestGraphFanOut(t *testing.T) {
 	for id, rec := range got {
 		want := fix.Outputs.Embedding[int(id)%len(fix.Inputs.InputIDs)]
 		for _, field := range []string{"enc_a_embedding", "enc_b_embedding"} {
-			emb := rec[field].([]any)
+			emb := numbers(t, rec[field])
 			for j, w := range want {
-				worst = max(worst, math.Abs(float64(emb[j].(float32))-w))
+				worst = max(worst, math.Abs(emb[j]-w))
 			}
 		}
 		if ms := rec["models"].([]any); ms[1].(map[string]any)["version"] != "second" {

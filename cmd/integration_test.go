@@ -357,9 +357,9 @@ func checkPredictions(t *testing.T, fix *fraudFixture, in map[string]*kgo.Record
 		if lbl := n["fraud_label"].(int64); lbl != fix.Outputs.Label[row] {
 			t.Fatalf("tx-%d: label %d, scikit-learn says %d", i, lbl, fix.Outputs.Label[row])
 		}
-		probs := n["probabilities"].([]any)
+		probs := numbers(t, n["probabilities"])
 		for j, want := range fix.Outputs.Probabilities[row] {
-			if d := math.Abs(float64(probs[j].(float32)) - want); d > 1e-5 {
+			if d := math.Abs(probs[j] - want); d > 1e-5 {
 				t.Fatalf("tx-%d: probability %d is %v, scikit-learn says %v", i, j, probs[j], want)
 			}
 		}

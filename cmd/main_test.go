@@ -160,6 +160,48 @@ func TestDemo(t *testing.T) {
 	}
 }
 
+// numbers returns an Avro array of numbers as float64s, whichever form
+// its decoder gave it: goavro's []any (Avro container files) or package
+// schema's typed slices ([]float32, []int64, ...).
+func numbers(t testing.TB, v any) []float64 {
+	t.Helper()
+	var out []float64
+	switch a := v.(type) {
+	case []float32:
+		for _, x := range a {
+			out = append(out, float64(x))
+		}
+	case []float64:
+		out = append(out, a...)
+	case []int32:
+		for _, x := range a {
+			out = append(out, float64(x))
+		}
+	case []int64:
+		for _, x := range a {
+			out = append(out, float64(x))
+		}
+	case []any:
+		for _, x := range a {
+			switch x := x.(type) {
+			case float32:
+				out = append(out, float64(x))
+			case float64:
+				out = append(out, x)
+			case int32:
+				out = append(out, float64(x))
+			case int64:
+				out = append(out, float64(x))
+			default:
+				t.Fatalf("array element %v is a %T, not a number", x, x)
+			}
+		}
+	default:
+		t.Fatalf("%v is a %T, not an array of numbers", v, v)
+	}
+	return out
+}
+
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // kinfer validate checks every edge of a model graph: the source step and

@@ -95,7 +95,7 @@ metrics: {disabled: true}
 				t.Fatalf("tx-%d: label %v", i, rec.Native["label"])
 			}
 			for j, w := range fix.Outputs.Probabilities[row] {
-				worst = max(worst, math.Abs(float64(rec.Native["probabilities"].([]any)[j].(float32))-w))
+				worst = max(worst, math.Abs(numbers(t, rec.Native["probabilities"])[j]-w))
 			}
 		})
 	}

@@ -177,7 +177,7 @@ func runSeq(t *testing.T, batchYAML string, tooLong int) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				l := len(orig.Native["tokens"].([]any))
+				l := len(numbers(t, orig.Native["tokens"]))
 				if tooLong == 0 || l <= tooLong || processor.ReasonOfRecord(r) != "row_too_long" {
 					t.Fatalf("dead letter for a row of %d tokens: %s %s", l, processor.ReasonOfRecord(r), msg)
 				}
@@ -198,16 +198,16 @@ func runSeq(t *testing.T, batchYAML string, tooLong int) {
 			}
 			lastID[src+"/"+strconv.Itoa(int(r.Partition))] = id
 			row := which[id]
-			logits := rec.Native["logits"].([]any)
+			logits := numbers(t, rec.Native["logits"])
 			for j, want := range fix.Outputs.Logits[row] {
-				worst = max(worst, math.Abs(float64(logits[j].(float32))-want))
+				worst = max(worst, math.Abs(logits[j]-want))
 			}
-			scores := rec.Native["token_scores"].([]any)
+			scores := numbers(t, rec.Native["token_scores"])
 			if len(scores) != len(fix.Outputs.TokenScores[row]) {
 				t.Fatalf("id %d: %d token scores for a row of %d tokens (padding not trimmed)", id, len(scores), len(fix.Outputs.TokenScores[row]))
 			}
 			for j, want := range fix.Outputs.TokenScores[row] {
-				worst = max(worst, math.Abs(float64(scores[j].(float32))-want))
+				worst = max(worst, math.Abs(scores[j]-want))
 			}
 		})
 	}

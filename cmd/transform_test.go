@@ -257,9 +257,9 @@ func comparePredictions(t *testing.T, fix *tfFixture, ids []string, preds map[st
 		if !ok {
 			t.Fatalf("%s: no prediction (dead letter: %q)", ref.ID, dead[ref.ID])
 		}
-		got := p["probabilities"].([]any)
+		got := numbers(t, p["probabilities"])
 		for j, w := range ref.Probabilities {
-			d := math.Abs(float64(got[j].(float32)) - w)
+			d := math.Abs(got[j] - w)
 			worst = max(worst, d)
 			if d > tfTolerance {
 				t.Fatalf("%s: probability %d is %v, Python says %v (difference %.3g)", ref.ID, j, got[j], w, d)
