@@ -86,7 +86,8 @@ type Options struct {
 	// engine's batcher bounds them).
 	Concurrency int
 	// Binary sends and asks for tensor data with the binary tensor data
-	// extension (Triton, KServe's Python server) instead of JSON arrays:
+	// extension (Triton, KServe's Python server; not MLServer, which
+	// answers 422) instead of JSON arrays:
 	// smaller, faster, and able to carry NaN and infinities. Default
 	// false: JSON, which every server speaks.
 	Binary bool
@@ -295,7 +296,11 @@ func (h *Handler) Infer(ctx context.Context, inputs map[string]*tensor.Tensor) (
 // Version().
 //
 // The batch is checked against the metadata first: errors for a batch
-// that does not fit wrap handlers.ErrInvalidInput and send nothing. Other
+// that does not fit wrap handlers.ErrInvalidInput and send nothing. The
+// reply is checked against the metadata too, after two allowances for
+// servers written in Python: an output with one trailing dim of 1 more
+// than declared (MLServer's [N,1] for a 1-D [-1]) is reshaped to the
+// declared rank, and null in float data (JSON has no NaN) is NaN. Other
 // errors name the model, the URL and what the server said, and wrap a
 // *StatusError for a reply other than 200, ErrThrottled when throttling
 // refused the last attempt, ctx.Err() when ctx ended the call, and
@@ -324,6 +329,11 @@ func (h *Handler) InferVersion(ctx context.Context, inputs map[string]*tensor.Te
 	}
 	reply, replyJSONLen, err := h.do(ctx, "infer", http.MethodPost, h.base+"/infer", body, jsonLen)
 	if err != nil {
+		var se *StatusError
+		if h.opts.Binary && errors.As(err, &se) && (se.StatusCode == http.StatusUnsupportedMediaType || se.StatusCode == http.StatusUnprocessableEntity) {
+			// MLServer, for one, answers 422 to a body it cannot parse.
+			err = fmt.Errorf("%w (the server may not speak the binary tensor data extension; MLServer does not: set binary to false)", err)
+		}
 		return nil, "", err
 	}
 	r, out, err := decodeReply(reply, replyJSONLen)
@@ -335,6 +345,7 @@ func (h *Handler) InferVersion(ctx context.Context, inputs map[string]*tensor.Te
 			delete(out, name) // not asked for; servers may send more
 		}
 	}
+	dropTrailingOne(h.outputs, out)
 	if err := handlers.CheckOutputs(h.outputs, out, batch); err != nil {
 		return nil, "", h.errorf("infer", "reply from %s/infer does not match the model's metadata: %w", h.base, err)
 	}
@@ -605,12 +616,7 @@ const maxMessage = 512
 
 func newStatusError(req *http.Request, resp *http.Response, body []byte) *StatusError {
 	e := &StatusError{Method: req.Method, URL: req.URL.String(), StatusCode: resp.StatusCode}
-	var j struct {
-		Error string `json:"error"`
-	}
-	if json.Unmarshal(body, &j) == nil && j.Error != "" {
-		e.Message = j.Error
-	} else {
+	if e.Message = errorMessage(body); e.Message == "" {
 		e.Message = strings.TrimSpace(strings.ToValidUTF8(string(body), "?"))
 	}
 	if len(e.Message) > maxMessage {
@@ -618,6 +624,51 @@ func newStatusError(req *http.Request, resp *http.Response, body []byte) *Status
 	}
 	e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	return e
+}
+
+// errorMessage reads the explanation in an error body: the protocol's
+// {"error": "..."}, or the {"detail": ...} of servers built on FastAPI
+// (MLServer, KServe's Python server) for requests they could not parse,
+// where detail is a string or a list of {"loc": [...], "msg": "..."}.
+// "" when the body is neither.
+func errorMessage(body []byte) string {
+	var j struct {
+		Error  string          `json:"error"`
+		Detail json.RawMessage `json:"detail"`
+	}
+	if json.Unmarshal(body, &j) != nil {
+		return ""
+	}
+	if j.Error != "" {
+		return j.Error
+	}
+	var detail string
+	if json.Unmarshal(j.Detail, &detail) == nil {
+		return detail
+	}
+	var items []struct {
+		Loc []any  `json:"loc"`
+		Msg string `json:"msg"`
+	}
+	if json.Unmarshal(j.Detail, &items) != nil {
+		return ""
+	}
+	var msgs []string
+	for _, it := range items {
+		if it.Msg == "" {
+			continue
+		}
+		loc := make([]string, len(it.Loc))
+		for i, l := range it.Loc {
+			loc[i] = fmt.Sprint(l)
+		}
+		if len(loc) > 0 {
+			msgs = append(msgs, strings.Join(loc, ".")+": "+it.Msg)
+		} else {
+			msgs = append(msgs, it.Msg)
+		}
+	}
+	return strings.Join(msgs, "; ")
 }
 
 // parseRetryAfter reads Retry-After as seconds or an HTTP date; 0 when

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -676,6 +678,66 @@ func TestStatusErrorMessage(t *testing.T) {
 	var se *remote.StatusError
 	if !errors.As(err, &se) || !strings.HasPrefix(se.Message, "not json") || len(se.Message) > 600 {
 		t.Fatalf("error %v", err)
+	}
+}
+
+// TestMLServerReplies pins what the handler makes of MLServer's ways, as
+// MLServer 1.7.1 answered (TestIntegrationMLServer checks them against
+// the real server): 1-D outputs come back with a trailing dim of 1, NaN
+// comes back as null, and requests it cannot parse get FastAPI's
+// {"detail": [...]}.
+func TestMLServerReplies(t *testing.T) {
+	var reply atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			io.WriteString(w, `{"name":"classifier","versions":["1"],"platform":"scikit-learn",
+				"inputs":[{"name":"features","datatype":"FP32","shape":[-1,4]}],
+				"outputs":[{"name":"predict","datatype":"INT64","shape":[-1]},{"name":"predict_proba","datatype":"FP32","shape":[-1,3]}],
+				"parameters":{}}`)
+			return
+		}
+		rep := reply.Load().([2]string)
+		w.Header().Set("Content-Type", "application/json")
+		status, _ := strconv.Atoi(rep[0])
+		w.WriteHeader(status)
+		io.WriteString(w, rep[1])
+	}))
+	defer srv.Close()
+	h := load(t, srv.URL, "classifier", nil)
+	two := map[string]*tensor.Tensor{"features": tensor.New(tensor.Float32, []int64{2, 4})}
+
+	reply.Store([2]string{"200", `{"model_name":"classifier","model_version":"1","id":"1","parameters":{},"outputs":[
+		{"name":"predict","shape":[2,1],"datatype":"INT64","parameters":{"content_type":"np"},"data":[0,1]},
+		{"name":"predict_proba","shape":[2,3],"datatype":"FP32","parameters":{"content_type":"np"},
+		 "data":[0.8423750996589661,null,0.032215528190135956,0.00004276092295185663,0.9999572038650513,2.311614455408062e-9]}]}`})
+	out, err := h.Infer(context.Background(), two)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := out["predict"]; !slices.Equal(p.Shape, []int64{2}) || !slices.Equal(p.Data.([]int64), []int64{0, 1}) {
+		t.Errorf("predict = %v %v; want [0 1] of shape [2], as declared", p.Shape, p.Data)
+	}
+	proba := out["predict_proba"].Data.([]float32)
+	if proba[0] != 0.8423750996589661 || !math.IsNaN(float64(proba[1])) || proba[5] != 2.311614455408062e-9 {
+		t.Errorf("predict_proba = %v; want null read as NaN, numbers exact", proba)
+	}
+
+	for _, c := range []struct{ name, status, body, want string }{
+		{"null label", "200", `{"outputs":[{"name":"predict","shape":[2],"datatype":"INT64","data":[0,null]},
+			{"name":"predict_proba","shape":[2,3],"datatype":"FP32","data":[1,2,3,4,5,6]}]}`, "element 1 is null, which int64 data cannot hold"},
+		{"trailing dim not 1", "200", `{"outputs":[{"name":"predict","shape":[1,2],"datatype":"INT64","data":[0,1]},
+			{"name":"predict_proba","shape":[2,3],"datatype":"FP32","data":[1,2,3,4,5,6]}]}`, `output "predict"`},
+		{"fastapi detail", "422", `{"detail":[{"type":"model_attributes_type","loc":["body"],"msg":"Input should be a valid dictionary","input":"..."}]}`,
+			"HTTP 422 Unprocessable Entity: body: Input should be a valid dictionary"},
+		{"fastapi detail string", "404", `{"detail":"Not Found"}`, "HTTP 404 Not Found: Not Found"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			reply.Store([2]string{c.status, c.body})
+			_, err := h.Infer(context.Background(), two)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %v; want one saying %q", err, c.want)
+			}
+		})
 	}
 }
 

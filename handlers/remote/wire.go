@@ -334,6 +334,20 @@ func decodeReply(body []byte, jsonLen int) (*inferReply, map[string]*tensor.Tens
 	return &r, out, nil
 }
 
+// dropTrailingOne reshapes an output that came back with one more dim than
+// its spec declares, that dim last and 1, to the declared rank: the same
+// elements in the same order. MLServer does this to every 1-D output (its
+// NumpyCodec turns a [N] array into shape [N,1], whatever the metadata
+// says), so a scikit-learn "predict" declared [-1] comes back [N,1].
+func dropTrailingOne(specs []handlers.TensorSpec, out map[string]*tensor.Tensor) {
+	for _, s := range specs {
+		t := out[s.Name]
+		if t != nil && len(s.Shape) > 0 && len(t.Shape) == len(s.Shape)+1 && t.Shape[len(t.Shape)-1] == 1 {
+			t.Shape = t.Shape[:len(t.Shape)-1]
+		}
+	}
+}
+
 func fromRaw(dt tensor.DType, raw []byte, n int) any {
 	le := binary.LittleEndian
 	switch dt {
@@ -406,6 +420,17 @@ func decodeJSONData(dt tensor.DType, raw json.RawMessage, n int) (any, error) {
 	// The shape is the server's word; the data's length is a fact. Do not
 	// let a large shape allocate more than the data can fill.
 	n = min(n, len(raw)/2+1)
+	// JSON has no NaN, so servers written in Python write NaN as null
+	// (MLServer's NumpyCodec does so on purpose; orjson does it to any
+	// NaN). encoding/json would leave a null element at 0 without a word.
+	if bytes.Contains(raw, []byte("null")) {
+		if dt == tensor.Float32 || dt == tensor.Float64 {
+			return decodeFloatsWithNulls(dt, raw)
+		}
+		if i := nullAt(raw); i >= 0 {
+			return nil, fmt.Errorf("element %d is null, which %v data cannot hold", i, dt)
+		}
+	}
 	var err error
 	switch dt {
 	case tensor.Float32:
@@ -458,6 +483,55 @@ func decodeJSONData(dt tensor.DType, raw json.RawMessage, n int) (any, error) {
 		return d, nil
 	}
 	return nil, fmt.Errorf("unsupported dtype %v", dt)
+}
+
+// decodeFloatsWithNulls parses flat float data in which null stands for
+// NaN.
+func decodeFloatsWithNulls(dt tensor.DType, raw []byte) (any, error) {
+	var elems []json.RawMessage
+	if err := json.Unmarshal(raw, &elems); err != nil {
+		return nil, err
+	}
+	bits := 64
+	if dt == tensor.Float32 {
+		bits = 32
+	}
+	f := make([]float64, len(elems))
+	for i, e := range elems {
+		if string(e) == "null" {
+			f[i] = math.NaN()
+			continue
+		}
+		v, err := strconv.ParseFloat(string(e), bits)
+		if err != nil {
+			return nil, fmt.Errorf("element %d: %s is not a number", i, e)
+		}
+		f[i] = v
+	}
+	if dt == tensor.Float64 {
+		return f, nil
+	}
+	d := make([]float32, len(f)) // exact: ParseFloat rounded to float32 already
+	for i, v := range f {
+		d[i] = float32(v)
+	}
+	return d, nil
+}
+
+// nullAt is the index of the first null element of a flat JSON array, or
+// -1 when there is none (or raw is not one: the caller's decoding says
+// so).
+func nullAt(raw []byte) int {
+	var elems []json.RawMessage
+	if json.Unmarshal(raw, &elems) != nil {
+		return -1
+	}
+	for i, e := range elems {
+		if string(e) == "null" {
+			return i
+		}
+	}
+	return -1
 }
 
 // nested says whether a JSON array's first element is itself an array.
