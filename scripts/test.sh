@@ -34,6 +34,12 @@ if [[ $only == all ]]; then
   bash scripts/fuzz.sh "${FUZZTIME:-10s}"
 fi
 
+# MLServer, the real Open Inference Protocol server the remote handler's
+# tests start (TestIntegrationMLServer): a pinned venv in
+# $KINFER_CACHE/mlserver-venv, built once (about 1-2 minutes), silent unless
+# it fails.
+bash scripts/mlserver.sh >/dev/null
+
 echo "== tests (unit and integration)"
 go test -count=1 -timeout 30m ./...
 
