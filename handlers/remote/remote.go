@@ -91,7 +91,8 @@ type Options struct {
 	// smaller, faster, and able to carry NaN and infinities. Default
 	// false: JSON, which every server speaks.
 	Binary bool
-	// Headers are added to every request (e.g. Authorization).
+	// Headers are added to every request (e.g. Authorization; Host sets
+	// the request's host, as KServe's ingress routes on it).
 	Headers map[string]string
 	// Client sends the requests. Default: a client whose transport keeps
 	// up to 256 idle connections per host (net/http's default of 2 makes
@@ -416,6 +417,12 @@ func (h *Handler) leave() {
 
 func (h *Handler) setHeaders(req *http.Request) {
 	for k, v := range h.opts.Headers {
+		if http.CanonicalHeaderKey(k) == "Host" {
+			// net/http sends req.Host and ignores a Host header; KServe
+			// behind an ingress routes on it.
+			req.Host = v
+			continue
+		}
 		req.Header.Set(k, v)
 	}
 }

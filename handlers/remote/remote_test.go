@@ -681,6 +681,29 @@ func TestStatusErrorMessage(t *testing.T) {
 	}
 }
 
+// TestHostHeader: header.Host reaches the server as the request's Host
+// (KServe's ingress routes on it), which a plain header would not.
+func TestHostHeader(t *testing.T) {
+	s := serve(t, affine())
+	var hosts sync.Map
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hosts.Store(r.Method, r.Host)
+		proxy(t, s.URL).ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	h := load(t, front.URL, "doubler", func(o *remote.Options) {
+		o.Headers = map[string]string{"host": "doubler.models.example.com"}
+	})
+	if _, err := h.Infer(context.Background(), oneRow()); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{http.MethodGet, http.MethodPost} {
+		if got, _ := hosts.Load(m); got != "doubler.models.example.com" {
+			t.Errorf("%s: Host %v; want doubler.models.example.com", m, got)
+		}
+	}
+}
+
 // TestMLServerReplies pins what the handler makes of MLServer's ways, as
 // MLServer 1.7.1 answered (TestIntegrationMLServer checks them against
 // the real server): 1-D outputs come back with a trailing dim of 1, NaN
