@@ -61,6 +61,11 @@ type Engine struct {
 	// and batches cut each partition's rows in order (a model swapped
 	// mid-stream then switches versions at one point per partition).
 	decodeChs []chan *row
+	// encodeCh feeds the encode workers (as many as decode workers) with
+	// the rows of a batch that went through the last step, so encoding
+	// predictions runs beside inference instead of after it on the
+	// model's worker.
+	encodeCh chan []*row
 
 	stages    sync.WaitGroup
 	closeOnce sync.Once
@@ -167,6 +172,7 @@ func NewGraphEngine(cfg EngineConfig, codec Codec, steps []*Step, sink Sink, m *
 	for range cfg.DecodeWorkers {
 		e.decodeChs = append(e.decodeChs, make(chan *row, 64))
 	}
+	e.encodeCh = make(chan []*row, cfg.DecodeWorkers)
 	for i, s := range steps {
 		workers := max(s.Workers, 1)
 		e.steps = append(e.steps, &stepRun{Step: s, idx: i,
@@ -209,6 +215,19 @@ func NewGraphEngine(cfg EngineConfig, codec Codec, steps []*Step, sink Sink, m *
 			workers.Wait()
 			if i+1 < len(e.steps) {
 				close(e.steps[i+1].in)
+			} else {
+				close(e.encodeCh)
+			}
+		}()
+	}
+	for range cfg.DecodeWorkers {
+		e.stages.Add(1)
+		go func() {
+			defer e.stages.Done()
+			for rows := range e.encodeCh {
+				for _, r := range rows {
+					e.finish(r)
+				}
 			}
 		}()
 	}
@@ -466,6 +485,8 @@ func (e *Engine) runBatch(ctx context.Context, s *stepRun, sb stepBatch) {
 	if calls > 1 {
 		e.log.Warn("batch failed in the model; isolated failing rows", "step", s.Name, "model", info.Name, "rows", len(b.Refs), "calls", calls)
 	}
+	last := s.idx+1 == len(e.steps)
+	var done []*row // rows for the encode workers
 	for i, ref := range b.Refs {
 		r := ref.(*row)
 		if rowErrs[i] != nil && ReasonOf(rowErrs[i]) == ReasonUnavailable {
@@ -479,7 +500,14 @@ func (e *Engine) runBatch(ctx context.Context, s *stepRun, sb stepBatch) {
 		r.outs[s.idx] = outs[i]
 		r.served[s.idx] = info
 		r.stepIn = nil
+		if last {
+			done = append(done, r)
+			continue
+		}
 		e.enter(s.idx+1, r)
+	}
+	if len(done) > 0 {
+		e.encodeCh <- done
 	}
 }
 

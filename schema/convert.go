@@ -6,6 +6,8 @@ import (
 	"math"
 	"strconv"
 	"unsafe"
+
+	"github.com/kinfer/kinfer/internal/tensor"
 )
 
 type convResult uint8
@@ -175,6 +177,42 @@ func arrayItem(v any, i int) any {
 		return x[i]
 	}
 	return nil
+}
+
+// sameType returns a typed native array whose element type is the
+// mapping's dtype, unchanged, with the index of its first NaN (-1: none,
+// or NaN allowed). ok is false for any other value.
+func sameType(mp *mapping, v any) (data any, bad int, ok bool) {
+	switch x := v.(type) {
+	case []float32:
+		if mp.dtype == tensor.Float32 {
+			return x, firstNaN(mp, x), true
+		}
+	case []float64:
+		if mp.dtype == tensor.Float64 {
+			return x, firstNaN(mp, x), true
+		}
+	case []int32:
+		if mp.dtype == tensor.Int32 {
+			return x, -1, true
+		}
+	case []int64:
+		if mp.dtype == tensor.Int64 {
+			return x, -1, true
+		}
+	}
+	return nil, -1, false
+}
+
+func firstNaN[T float32 | float64](mp *mapping, x []T) int {
+	if !mp.allowNaN {
+		for i, f := range x {
+			if f != f {
+				return i
+			}
+		}
+	}
+	return -1
 }
 
 // typedRow converts a typed native array into row, with numRow's rules.

@@ -424,6 +424,17 @@ func (mp *mapping) applyArray(native map[string]any) (*tensor.Tensor, error) {
 			return nil, err
 		}
 	}
+	if len(t.Shape) == 1 {
+		// A decoded array of the tensor's own element type becomes the
+		// tensor's data as is: the decoder made it for this record alone.
+		if d, bad, ok := sameType(mp, v); ok {
+			if bad >= 0 {
+				return nil, mp.convError(f.name, bad, arrayItem(v, bad), convNaN)
+			}
+			t.Data = d
+			return t, nil
+		}
+	}
 	switch mp.dtype {
 	case tensor.Float32:
 		t.Data, err = fillArray(mp, f.name, v, t.Shape, numRow[float32])
