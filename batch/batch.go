@@ -60,35 +60,105 @@ func (b *Batch) Len() int { return len(b.Refs) }
 // the output's backing array: do not modify them while another row's
 // tensors are in use.
 func (b *Batch) Split(outputs map[string]*tensor.Tensor) ([]map[string]*tensor.Tensor, error) {
-	n := b.Len()
-	rows := make([]map[string]*tensor.Tensor, n)
+	rows := make([]map[string]*tensor.Tensor, b.Len())
+	if err := b.split(outputs, rows); err != nil {
+		return nil, err
+	}
+	return rows, nil
+}
+
+// split is Split into rows, which has b.Len() entries. On error some rows
+// may be filled: the caller discards them.
+func (b *Batch) split(outputs map[string]*tensor.Tensor, rows []map[string]*tensor.Tensor) error {
+	n := len(rows)
 	for r := range rows {
 		rows[r] = make(map[string]*tensor.Tensor, len(outputs))
 	}
 	for name, t := range outputs {
 		if !wellFormed(t) {
-			return nil, fmt.Errorf("batch: splitting output %q: %s", name, tensorProblem(t))
+			return fmt.Errorf("batch: splitting output %q: %s", name, tensorProblem(t))
 		}
 		if len(t.Shape) == 0 || t.Shape[0] != int64(n) {
-			return nil, fmt.Errorf("batch: splitting output %q of shape %s: want leading dim %d (the batch size)",
+			return fmt.Errorf("batch: splitting output %q of shape %s: want leading dim %d (the batch size)",
 				name, tensor.ShapeString(t.Shape), n)
 		}
 		rowShape := append([]int64(nil), t.Shape[1:]...)
-		per := tensor.NumElements(rowShape)
 		pd, axis, err := b.padFor(name, rowShape)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		for r := range n {
-			lo := r * per
-			if pd == nil || pd.lens[r] == pd.length {
-				rows[r][name] = &tensor.Tensor{DType: t.DType, Shape: rowShape, Data: tensor.SliceData(t.Data, lo, lo+per)}
-				continue
-			}
-			rows[r][name] = trimRow(t, rowShape, lo, axis, int(pd.lens[r]))
+		// One allocation per output for the rows' tensors (and, below, for
+		// the trimmed rows' shapes and copies) rather than one per row.
+		ts := make([]tensor.Tensor, n)
+		switch d := t.Data.(type) {
+		case []float32:
+			splitRows(d, t.DType, rowShape, pd, axis, ts)
+		case []float64:
+			splitRows(d, t.DType, rowShape, pd, axis, ts)
+		case []int32:
+			splitRows(d, t.DType, rowShape, pd, axis, ts)
+		case []int64:
+			splitRows(d, t.DType, rowShape, pd, axis, ts)
+		case []uint8:
+			splitRows(d, t.DType, rowShape, pd, axis, ts)
+		case []int8:
+			splitRows(d, t.DType, rowShape, pd, axis, ts)
+		case []bool:
+			splitRows(d, t.DType, rowShape, pd, axis, ts)
+		}
+		for r := range rows {
+			rows[r][name] = &ts[r]
 		}
 	}
-	return rows, nil
+	return nil
+}
+
+// splitRows fills ts with the rows of data, an output of per-row shape
+// rowShape: views of data, except that rows shorter than pd's padded
+// length are cut at axis to their real length (still views when the cut
+// keeps a row's outermost blocks, else copies).
+func splitRows[E any](data []E, dt tensor.DType, rowShape []int64, pd *padInfo, axis int, ts []tensor.Tensor) {
+	per := tensor.NumElements(rowShape)
+	var g geom
+	var shapes []int64 // the trimmed rows' shapes, rank entries each
+	var copies []E     // the trimmed rows' data when it has to be copied
+	if pd != nil {
+		g = geomOf(rowShape, axis)
+		trimmed, kept := 0, 0
+		for _, l := range pd.lens {
+			if l != pd.length {
+				trimmed++
+				kept += g.outer * int(l) * g.inner
+			}
+		}
+		shapes = make([]int64, 0, trimmed*len(rowShape))
+		if g.outer > 1 {
+			copies = make([]E, 0, kept)
+		}
+	}
+	for r := range ts {
+		lo := r * per
+		if pd == nil || pd.lens[r] == pd.length {
+			ts[r] = tensor.Tensor{DType: dt, Shape: rowShape, Data: data[lo : lo+per : lo+per]}
+			continue
+		}
+		keep := int(pd.lens[r])
+		i := len(shapes)
+		shapes = append(shapes, rowShape...)
+		shape := shapes[i:len(shapes):len(shapes)]
+		shape[axis] = int64(keep)
+		if g.outer == 1 {
+			hi := lo + keep*g.inner
+			ts[r] = tensor.Tensor{DType: dt, Shape: shape, Data: data[lo:hi:hi]}
+			continue
+		}
+		j := len(copies)
+		block, k := g.length*g.inner, keep*g.inner
+		for o := range g.outer {
+			copies = append(copies, data[lo+o*block:lo+o*block+k]...)
+		}
+		ts[r] = tensor.Tensor{DType: dt, Shape: shape, Data: copies[j:len(copies):len(copies)]}
+	}
 }
 
 // padFor picks the padded input whose lengths an output with this per-row
@@ -142,45 +212,6 @@ func (pd *padInfo) short() bool {
 		}
 	}
 	return false
-}
-
-// trimRow returns the row starting at element lo of t, cut to keep
-// positions along axis.
-func trimRow(t *tensor.Tensor, rowShape []int64, lo, axis, keep int) *tensor.Tensor {
-	shape := append([]int64(nil), rowShape...)
-	shape[axis] = int64(keep)
-	g := geomOf(rowShape, axis)
-	out := &tensor.Tensor{DType: t.DType, Shape: shape}
-	if g.outer == 1 {
-		out.Data = tensor.SliceData(t.Data, lo, lo+keep*g.inner)
-		return out
-	}
-	switch d := t.Data.(type) {
-	case []float32:
-		out.Data = trimCopy(d[lo:lo+g.per], g, keep)
-	case []float64:
-		out.Data = trimCopy(d[lo:lo+g.per], g, keep)
-	case []int32:
-		out.Data = trimCopy(d[lo:lo+g.per], g, keep)
-	case []int64:
-		out.Data = trimCopy(d[lo:lo+g.per], g, keep)
-	case []uint8:
-		out.Data = trimCopy(d[lo:lo+g.per], g, keep)
-	case []int8:
-		out.Data = trimCopy(d[lo:lo+g.per], g, keep)
-	case []bool:
-		out.Data = trimCopy(d[lo:lo+g.per], g, keep)
-	}
-	return out
-}
-
-func trimCopy[E any](src []E, g geom, keep int) []E {
-	block, kept := g.length*g.inner, keep*g.inner
-	dst := make([]E, 0, g.outer*kept)
-	for o := range g.outer {
-		dst = append(dst, src[o*block:o*block+kept]...)
-	}
-	return dst
 }
 
 // slice is the sub-batch of rows [lo, hi): views of b's tensors, mask

@@ -31,12 +31,10 @@ func Isolate(ctx context.Context, b *Batch, run func(ctx context.Context, inputs
 func isolate(ctx context.Context, b *Batch, run func(context.Context, map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error), outs []map[string]*tensor.Tensor, errs []error) {
 	res, err := safeRun(ctx, b.Inputs, run)
 	if err == nil {
-		rows, serr := b.Split(res)
-		if serr != nil {
+		if serr := b.split(res, outs); serr != nil {
+			clear(outs)
 			fillErr(errs, serr)
-			return
 		}
-		copy(outs, rows)
 		return
 	}
 	n := b.Len()
