@@ -77,6 +77,38 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+// TestSessionConfig: spinning is off unless asked for, and other entries
+// reach ONNX Runtime as given.
+func TestSessionConfig(t *testing.T) {
+	// pipeline.yaml's options: session.<key> keeps its prefix for ORT.
+	if got := sessionConfig(map[string]string{"intra_op.allow_spinning": "1"}); got[ConfigAllowSpinning] != "1" || len(got) != 1 {
+		t.Errorf("sessionConfig: %v", got)
+	}
+	requireLibrary(t)
+	for _, tc := range []struct {
+		config    map[string]string
+		key, want string
+	}{
+		{nil, ConfigAllowSpinning, "0"},
+		{map[string]string{ConfigAllowSpinning: "1"}, ConfigAllowSpinning, "1"},
+		{map[string]string{"session.inter_op.allow_spinning": "0"}, "session.inter_op.allow_spinning", "0"},
+	} {
+		o, err := Options{Path: "m.onnx", SessionConfig: tc.config}.withDefaults()
+		if err != nil {
+			t.Fatal(err)
+		}
+		so, err := sessionOptions(o, ProviderCPU)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := so.GetSessionConfigEntry(tc.key)
+		so.Destroy()
+		if err != nil || got != tc.want {
+			t.Errorf("config %v: %s = %q (%v), want %q", tc.config, tc.key, got, err, tc.want)
+		}
+	}
+}
+
 func requireLibrary(t *testing.T) {
 	t.Helper()
 	if err := Init(); err != nil {

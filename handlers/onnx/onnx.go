@@ -274,6 +274,18 @@ func configure(so *ort.SessionOptions, opts Options, provider string) error {
 	if err := so.SetInterOpNumThreads(opts.InterOpThreads); err != nil {
 		return fmt.Errorf("setting inter-op threads to %d: %w", opts.InterOpThreads, err)
 	}
+	spinning := false
+	for key, value := range opts.SessionConfig {
+		if err := so.AddSessionConfigEntry(key, value); err != nil {
+			return fmt.Errorf("session config %s=%q: %w", key, value, err)
+		}
+		spinning = spinning || key == ConfigAllowSpinning
+	}
+	if !spinning {
+		if err := so.AddSessionConfigEntry(ConfigAllowSpinning, "0"); err != nil {
+			return fmt.Errorf("session config %s=0: %w", ConfigAllowSpinning, err)
+		}
+	}
 	// Only the requested provider gets the user's options: TensorRT's keys
 	// mean nothing to CUDA.
 	userOpts := func(p string) map[string]string {

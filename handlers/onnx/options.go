@@ -16,6 +16,10 @@ const (
 	ProviderTensorRT = "tensorrt"
 )
 
+// ConfigAllowSpinning is ONNX Runtime's session config key that lets
+// intra-op pool threads busy-wait for work; see Options.SessionConfig.
+const ConfigAllowSpinning = "session.intra_op.allow_spinning"
+
 // Options says which model to load and how to run it. The zero value of
 // every field except Path means "use the default" given in its comment.
 type Options struct {
@@ -64,6 +68,13 @@ type Options struct {
 	// They are not given to a fallback provider. Ignored, with a warning,
 	// for cpu.
 	ProviderOptions map[string]string
+	// SessionConfig are ONNX Runtime session configuration entries
+	// (AddSessionConfigEntry), e.g. "session.intra_op.allow_spinning".
+	// kinfer sets "session.intra_op.allow_spinning" to "0" unless given:
+	// ONNX Runtime's pool threads otherwise busy-wait after every operator,
+	// taking cores that decoding, Kafka and the other copies need; set it
+	// to "1" for a host that runs nothing but the model.
+	SessionConfig map[string]string
 	// Logger receives load-time information and fallback warnings.
 	// Default slog.Default().
 	Logger *slog.Logger

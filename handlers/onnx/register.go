@@ -20,6 +20,7 @@ func init() { handlers.Register(Kind, open) }
 //
 //	inter_op_threads: Options.InterOpThreads (default 1)
 //	provider.<key>:   Options.ProviderOptions[<key>], e.g. provider.trt_fp16_enable: "1"
+//	session.<key>:    Options.SessionConfig["session.<key>"], e.g. session.intra_op.allow_spinning: "1"
 //
 // and nothing else (an unknown option is an error).
 func open(ctx context.Context, spec handlers.Spec) (handlers.ModelHandler, error) {
@@ -34,6 +35,7 @@ func open(ctx context.Context, spec handlers.Spec) (handlers.ModelHandler, error
 		Provider:        spec.Provider,
 		DeviceID:        spec.DeviceID,
 		ProviderOptions: o.Prefixed("provider."),
+		SessionConfig:   sessionConfig(o.Prefixed("session.")),
 		Logger:          spec.Logger,
 	}
 	if err := o.Err(); err != nil {
@@ -47,4 +49,17 @@ func open(ctx context.Context, spec handlers.Spec) (handlers.ModelHandler, error
 		return nil, err // not h: a nil *Handler in an interface is not nil
 	}
 	return h, nil
+}
+
+// sessionConfig puts back the "session." prefix that ONNX Runtime's
+// config keys carry.
+func sessionConfig(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out["session."+k] = v
+	}
+	return out
 }
