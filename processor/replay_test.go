@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -638,5 +639,15 @@ func TestReplayTransactionalInput(t *testing.T) {
 		if ck.Positions[part] != r.End {
 			t.Fatalf("partition %d at %d, range %+v", part, ck.Positions[part], r)
 		}
+	}
+}
+
+// TestNativeJSON: dead-letter descriptions survive NaN in either array
+// form the decoder produces.
+func TestNativeJSON(t *testing.T) {
+	nan := math.NaN()
+	got := nativeJSON(map[string]any{"a": []float32{1, float32(nan)}, "b": []any{2.5, nan}, "c": []float64{math.Inf(-1)}})
+	if want := `{"a":[1,"NaN"],"b":[2.5,"NaN"],"c":["-Infinity"]}`; got != want {
+		t.Fatalf("nativeJSON = %s, want %s", got, want)
 	}
 }

@@ -496,7 +496,8 @@ func nativeJSON(native map[string]any) string {
 	return string(b)
 }
 
-// jsonSafe replaces what encoding/json refuses in goavro's native form:
+// jsonSafe replaces what encoding/json refuses in the native form (arrays
+// of floats may be typed slices):
 // NaN and infinite floats (often why a record was dead-lettered) become
 // the strings "NaN", "Infinity" and "-Infinity", as Avro's JSON encoding
 // writes them.
@@ -521,6 +522,18 @@ func jsonSafe(v any) any {
 		}
 		return out
 	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = jsonSafe(e)
+		}
+		return out
+	case []float32:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = jsonSafe(e)
+		}
+		return out
+	case []float64:
 		out := make([]any, len(x))
 		for i, e := range x {
 			out[i] = jsonSafe(e)
