@@ -112,7 +112,7 @@ func (m *Metrics) RegisterInFlight(reg prometheus.Registerer, e *Engine) {
 }
 
 // ObserveModelLoad records how long loading a model version took and its
-// file size. cmd/kinfer calls it after building the pipeline.
+// file size. The command (package kinfercmd) calls it after building the pipeline.
 func (m *Metrics) ObserveModelLoad(name, version string, seconds float64, bytes int64) {
 	m.ModelLoadTime.WithLabelValues(name, version).Set(seconds)
 	m.ModelBytes.WithLabelValues(name, version).Set(float64(bytes))

@@ -20,8 +20,8 @@ import (
 
 // ModelLoader loads one model of the graph: m is its step's config with
 // Name, Path, URL and Version set for the model to load (a variant, a
-// per-key model). cmd/kinfer passes the handler registry; tests pass
-// pure-Go models.
+// per-key model). The command (package kinfercmd, cmd/) passes the
+// handler registry; tests pass pure-Go models.
 type ModelLoader func(ctx context.Context, m config.Model, path string) (handlers.ModelHandler, error)
 
 // Pipeline is a pipeline.yaml made real: the model graph loaded and
@@ -143,6 +143,9 @@ func Build(ctx context.Context, cfg *config.Config, load ModelLoader, opts Build
 		loadOne := func(mc config.Model, field string) (handlers.ModelHandler, error) {
 			path := cfg.Resolve(mc.Path)
 			h, err := load(ctx, mc, path)
+			if errors.Is(err, handlers.ErrUnknownKind) {
+				return nil, problem(cfg, sf+".kind", err.Error())
+			}
 			if err != nil {
 				return nil, problem(cfg, field, fmt.Sprintf("loading %s: %v", orURL(path, mc.URL), err))
 			}

@@ -196,7 +196,7 @@ func TestCustomBuild(t *testing.T) {
 		if code != 2 {
 			t.Errorf("stock kinfer validate: exit %d, want 2 (a config error)\n%s", code, out)
 		}
-		for _, want := range []string{cfgPath, `unknown model kind "zscore"`, "registered: onnx, remote)"} {
+		for _, want := range []string{cfgPath, "model.kind: ", `unknown model kind "zscore"`, "registered: onnx, remote)"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("stock kinfer validate output lacks %q:\n%s", want, out)
 			}
