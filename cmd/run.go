@@ -1,6 +1,7 @@
 package kinfercmd
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,9 +86,7 @@ group and a broker answered recently), /debug/pprof/ with --pprof.`, stderr)
 		return err
 	}
 	defer p.Close()
-	for _, l := range load.loaded {
-		m.ObserveModelLoad(l.name, l.version, l.seconds, l.bytes)
-	}
+	observeLoads(m, load.loaded)
 	rd.set(errors.New("connecting to kafka"))
 	return processor.RunStream(ctx, p, processor.RunOptions{
 		Brokers:    splitList(*brokers),
@@ -118,10 +118,23 @@ type modelLoad struct {
 	loaded []loadedModel
 }
 
+// observeLoads exports what loading each model took, and where it runs.
+func observeLoads(m *processor.Metrics, loaded []loadedModel) {
+	for _, l := range loaded {
+		m.ObserveModelLoad(l.name, l.version, l.seconds, l.bytes)
+		if l.active != "" {
+			m.ObserveProvider(l.name, l.requested, l.active)
+		}
+	}
+}
+
 type loadedModel struct {
 	name, version string
 	seconds       float64
 	bytes         int64
+	// requested and active are the execution providers asked for and in
+	// use; active is "" for handlers without one (remote, custom).
+	requested, active string
 }
 
 func (ml *modelLoad) wrap(load processor.ModelLoader) processor.ModelLoader {
@@ -134,6 +147,9 @@ func (ml *modelLoad) wrap(load processor.ModelLoader) processor.ModelLoader {
 		l := loadedModel{name: h.Name(), version: h.Version(), seconds: time.Since(start).Seconds()}
 		if fi, statErr := os.Stat(path); statErr == nil {
 			l.bytes = fi.Size()
+		}
+		if pr, ok := h.(handlers.ProviderReporter); ok {
+			l.requested, l.active = cmp.Or(strings.ToLower(strings.TrimSpace(m.Provider)), "cpu"), pr.ActiveProvider()
 		}
 		ml.mu.Lock()
 		ml.loaded = append(ml.loaded, l)

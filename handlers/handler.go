@@ -22,6 +22,13 @@ func (s TensorSpec) String() string {
 	return fmt.Sprintf("%s %v%s", s.Name, s.DType, tensor.ShapeString(s.Shape))
 }
 
+// ProviderReporter is implemented by handlers that run on an execution
+// provider (onnx): ActiveProvider names the one in use after any fallback
+// ("cpu", "cuda", "tensorrt").
+type ProviderReporter interface {
+	ActiveProvider() string
+}
+
 // ModelHandler is one loaded model. Infer takes a batch: every input tensor
 // has the batch size as its leading dim, and so does every output. Infer
 // must be safe to call from several goroutines.

@@ -38,6 +38,9 @@ type Metrics struct {
 	ModelLoaded   *prometheus.GaugeVec
 	ModelLoadTime *prometheus.GaugeVec
 	ModelBytes    *prometheus.GaugeVec
+	// ModelProvider is 1 for the execution provider each model asked for
+	// (requested) and runs on (active); they differ after a fallback.
+	ModelProvider *prometheus.GaugeVec
 	// ReloadRefused counts model updates that were refused because the new
 	// model failed its checks, so the serving model was kept.
 	ReloadRefused *prometheus.CounterVec
@@ -81,6 +84,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		ModelLoaded:       prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kinfer_model_loaded_info", Help: "1 for the model version that serves predictions."}, []string{labelModel, labelVersion}),
 		ModelLoadTime:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kinfer_model_load_seconds", Help: "How long loading the serving model version took."}, []string{labelModel, labelVersion}),
 		ModelBytes:        prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kinfer_model_size_bytes", Help: "Size of the serving model version's file."}, []string{labelModel, labelVersion}),
+		ModelProvider:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kinfer_model_execution_provider_info", Help: "1 for the execution provider a model asked for (requested) and runs on (active); they differ after a fallback to the CPU."}, []string{labelModel, "requested", "active"}),
 		ReloadRefused:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kinfer_model_reload_refused_total", Help: "Model updates refused (the serving model was kept)."}, model),
 		Reloads:           prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kinfer_model_reloads_total", Help: "Model updates swapped in by hot reload."}, model),
 		Transactions:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kinfer_transactions_total", Help: "Exactly-once transactions, by result (committed, aborted, error)."}, []string{"result"}),
@@ -95,7 +99,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.Consumed, m.Produced, m.DeadLettered, m.EndToEnd, m.Commits, m.Rebalances, m.Lag, m.PartitionInFlight,
 			m.Inferences, m.Failures, m.BatchSize, m.Padding, m.QueueWait, m.InferTime, m.ShapeRows,
-			m.ModelLoaded, m.ModelLoadTime, m.ModelBytes, m.ReloadRefused, m.Reloads, m.Transactions)
+			m.ModelLoaded, m.ModelLoadTime, m.ModelBytes, m.ModelProvider, m.ReloadRefused, m.Reloads, m.Transactions)
 	}
 	return m
 }
@@ -117,6 +121,12 @@ func (m *Metrics) ObserveModelLoad(name, version string, seconds float64, bytes 
 	m.ModelLoadTime.WithLabelValues(name, version).Set(seconds)
 	m.ModelBytes.WithLabelValues(name, version).Set(float64(bytes))
 	m.initModel(name)
+}
+
+// ObserveProvider records the execution provider a model asked for and
+// the one it runs on.
+func (m *Metrics) ObserveProvider(name, requested, active string) {
+	m.ModelProvider.WithLabelValues(name, requested, active).Set(1)
 }
 
 // ObserveReload records a hot-reload attempt of model: refused (err set;

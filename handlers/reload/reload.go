@@ -376,6 +376,15 @@ func (r *Reloader) Stats() Stats {
 	return r.stats
 }
 
+// ActiveProvider is the serving model's execution provider, or "" when
+// its handler does not report one (see handlers.ProviderReporter).
+func (r *Reloader) ActiveProvider() string {
+	if pr, ok := r.cur.Load().h.(handlers.ProviderReporter); ok {
+		return pr.ActiveProvider()
+	}
+	return ""
+}
+
 // Close stops watching, waits for running calls to finish, and closes
 // the serving model and any retired one still draining. Later Infer
 // calls return an error wrapping handlers.ErrClosed. It is safe to call
