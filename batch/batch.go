@@ -5,7 +5,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // Batch is a group of rows with one shape key, stacked and ready to infer.

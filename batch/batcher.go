@@ -19,7 +19,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // Item is one row handed to the batcher.

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 func TestNewValidates(t *testing.T) {

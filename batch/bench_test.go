@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // BenchmarkAddFixedShape: MNIST-like rows of 784 float32, one shape key.

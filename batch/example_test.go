@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/kinfer/kinfer/batch"
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // The engine owns the clock: it adds rows as they come, asks for due

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // Isolate runs b and, if the run fails, bisects: it runs each half as a

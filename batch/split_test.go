@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 const poison = 666_666

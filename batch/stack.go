@@ -1,7 +1,7 @@
 package batch
 
 import (
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // stack copies bk's rows, once each, into freshly sized batch tensors,

@@ -18,7 +18,7 @@ import (
 	"github.com/kinfer/kinfer/batch"
 	"github.com/kinfer/kinfer/handlers"
 	"github.com/kinfer/kinfer/handlers/onnx"
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 func repoRoot(tb testing.TB) string {

@@ -14,7 +14,7 @@ import (
 	"github.com/kinfer/kinfer/handlers"
 	"github.com/kinfer/kinfer/handlers/onnx"
 	"github.com/kinfer/kinfer/internal/config"
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // BatchPoint is a throughput at one batch size.

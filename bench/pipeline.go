@@ -11,8 +11,8 @@ import (
 	"github.com/kinfer/kinfer/handlers"
 	_ "github.com/kinfer/kinfer/handlers/onnx" // registers kind "onnx"
 	"github.com/kinfer/kinfer/internal/config"
-	"github.com/kinfer/kinfer/internal/tensor"
 	"github.com/kinfer/kinfer/processor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // quietLogger drops kinfer's logs below warnings; bench output is the

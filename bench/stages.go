@@ -14,9 +14,9 @@ import (
 	"github.com/kinfer/kinfer/batch"
 	"github.com/kinfer/kinfer/handlers"
 	"github.com/kinfer/kinfer/internal/config"
-	"github.com/kinfer/kinfer/internal/tensor"
 	"github.com/kinfer/kinfer/processor"
 	"github.com/kinfer/kinfer/schema"
+	"github.com/kinfer/kinfer/tensor"
 	"github.com/kinfer/kinfer/transform"
 )
 

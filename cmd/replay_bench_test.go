@@ -21,8 +21,8 @@ import (
 	"github.com/kinfer/kinfer/handlers"
 	"github.com/kinfer/kinfer/handlers/onnx"
 	"github.com/kinfer/kinfer/internal/config"
-	"github.com/kinfer/kinfer/internal/tensor"
 	"github.com/kinfer/kinfer/processor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // replayBenchModel is one benchmark model: how its records look in Avro

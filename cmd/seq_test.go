@@ -16,9 +16,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/kinfer/kinfer/internal/tensor"
 	"github.com/kinfer/kinfer/processor"
 	"github.com/kinfer/kinfer/schema"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 const seqSchema = `{"type": "record", "name": "Text", "namespace": "kinfer.test", "fields": [

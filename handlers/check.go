@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // ErrInvalidInput is wrapped by CheckInputs' errors, and by the errors of

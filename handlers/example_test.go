@@ -12,7 +12,7 @@ import (
 
 	"github.com/kinfer/kinfer/handlers"
 	"github.com/kinfer/kinfer/handlers/handlertest"
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // logistic is a custom handler in plain Go: a hand-written scoring rule

@@ -7,7 +7,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // TensorSpec describes one model input or output. Dims of -1 are dynamic;

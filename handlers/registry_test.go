@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/kinfer/kinfer/handlers"
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 func mustPanic(t *testing.T, what string, f func()) {

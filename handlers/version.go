@@ -5,7 +5,7 @@ import (
 	"context"
 	"strings"
 
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // VersionInferer is implemented by handlers whose version can change while

@@ -10,8 +10,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/kinfer/kinfer/internal/tensor"
 	"github.com/kinfer/kinfer/schema"
+	"github.com/kinfer/kinfer/tensor"
 	"github.com/kinfer/kinfer/transform"
 )
 

@@ -19,7 +19,7 @@ import (
 
 	"github.com/kinfer/kinfer/batch"
 	"github.com/kinfer/kinfer/handlers"
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // Sink writes output records. done is called exactly once per record, when

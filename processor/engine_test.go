@@ -14,7 +14,7 @@ import (
 
 	"github.com/kinfer/kinfer/batch"
 	"github.com/kinfer/kinfer/handlers"
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -11,7 +11,7 @@ import (
 
 	"github.com/kinfer/kinfer/batch"
 	"github.com/kinfer/kinfer/handlers"
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // Step is one position of the model graph. Every row passes through every

@@ -14,7 +14,7 @@ import (
 
 	"github.com/kinfer/kinfer/batch"
 	"github.com/kinfer/kinfer/handlers"
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // graphCodec writes, per row, the last step's y and the models that

@@ -7,7 +7,7 @@ import (
 
 	"github.com/kinfer/kinfer/handlers"
 	"github.com/kinfer/kinfer/internal/config"
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 func TestPostOps(t *testing.T) {

@@ -16,8 +16,8 @@ import (
 
 	"github.com/kinfer/kinfer/handlers"
 	"github.com/kinfer/kinfer/internal/config"
-	"github.com/kinfer/kinfer/internal/tensor"
 	"github.com/kinfer/kinfer/schema"
+	"github.com/kinfer/kinfer/tensor"
 	"github.com/kinfer/kinfer/transform"
 )
 

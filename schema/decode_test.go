@@ -13,8 +13,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/kinfer/kinfer/internal/tensor"
 	"github.com/kinfer/kinfer/schema/memregistry"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 func TestFileDecoderRoundTrip(t *testing.T) {

@@ -6,8 +6,8 @@ import (
 	"math"
 	"testing"
 
-	"github.com/kinfer/kinfer/internal/tensor"
 	"github.com/kinfer/kinfer/schema/memregistry"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 const listSchema = `{"type":"record","name":"L","fields":[{"name":"v","type":"int"},{"name":"next","type":["null","L"]}]}`

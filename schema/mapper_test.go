@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 func TestMap(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // Pipeline is a validated sequence of stages. Make one with [New]; a

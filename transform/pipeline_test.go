@@ -12,7 +12,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 func numRows(vals ...any) []map[string]any {

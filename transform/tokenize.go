@@ -11,7 +11,7 @@ import (
 	"github.com/sugarme/tokenizer"
 	"github.com/sugarme/tokenizer/pretrained"
 
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // tokenizeStage encodes text with a Hugging Face tokenizer.json through

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // VocabularyArtifact is the artifact of compute_and_apply_vocabulary,

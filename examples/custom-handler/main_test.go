@@ -19,7 +19,7 @@ import (
 	"github.com/kinfer/kinfer/handlers/handlertest"
 	"github.com/kinfer/kinfer/internal/config"
 	"github.com/kinfer/kinfer/internal/gen"
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 func open(t *testing.T, opts map[string]string) handlers.ModelHandler {
@@ -371,4 +371,49 @@ func readDir(t *testing.T, dir string) (preds, dead []map[string]any) {
 		f.Close()
 	}
 	return preds, dead
+}
+
+// TestOutsideModule builds this example as a module of its own, the way a
+// user's repository would hold it: main.go and zscore.go copied into a
+// fresh module that requires kinfer (replaced by this checkout; the other
+// modules come from the module cache, or the proxy). It fails if the handler API leaks a type from
+// one of kinfer's internal packages, which another module cannot import.
+func TestOutsideModule(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a kinfer binary in a module of its own")
+	}
+	root := repoRoot(t)
+	dir := t.TempDir()
+	for _, f := range []string{"main.go", "zscore.go"} {
+		b, err := os.ReadFile(filepath.Join(root, "examples/custom-handler", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gomod := "module example.com/my-kinfer\n\ngo 1.26\n\nrequire github.com/kinfer/kinfer v0.0.0\n\nreplace github.com/kinfer/kinfer => " + root + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte(gomod), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := os.ReadFile(filepath.Join(root, "go.sum"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go.sum"), sum, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "my-kinfer")
+	for _, args := range [][]string{{"mod", "tidy"}, {"build", "-o", bin, "."}} {
+		cmd := exec.Command("go", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go %v in a module of its own: %v\n%s", args, err, out)
+		}
+	}
+	if code, out := run(t, bin, "version"); code != 0 || !strings.Contains(out, "model kinds: onnx, remote, zscore") {
+		t.Errorf("my-kinfer version: exit %d\n%s", code, out)
+	}
 }

@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/kinfer/kinfer/handlers"
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // Kind is the model kind this build adds; pipeline.yaml selects it with

@@ -11,7 +11,7 @@ import (
 	"strconv"
 
 	"github.com/kinfer/kinfer/handlers"
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // Fixture is a set of example rows and, optionally, the outputs a reference

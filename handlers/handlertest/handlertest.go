@@ -28,7 +28,7 @@ import (
 	"testing"
 
 	"github.com/kinfer/kinfer/handlers"
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // Features describes the handler and model under test. The zero value runs

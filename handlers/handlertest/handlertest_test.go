@@ -14,7 +14,7 @@ import (
 
 	"github.com/kinfer/kinfer/handlers"
 	"github.com/kinfer/kinfer/handlers/handlertest"
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // affine is a pure-Go handler computing y = 2x + 1 on x float32[?,4], the

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // makeBatch stacks rows into a batch. With ragged set, rows whose shapes

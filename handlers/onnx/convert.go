@@ -7,7 +7,7 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 
 	"github.com/kinfer/kinfer/handlers"
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // dtypeOf maps an ONNX element type to ours; ok is false for the types

@@ -12,7 +12,7 @@ import (
 
 	ort "github.com/yalue/onnxruntime_go"
 
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 func TestSpecOf(t *testing.T) {

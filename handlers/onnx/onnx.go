@@ -27,7 +27,7 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 
 	"github.com/kinfer/kinfer/handlers"
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // ErrClosed is returned by Infer once Close has been called.

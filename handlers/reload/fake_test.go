@@ -16,7 +16,7 @@ import (
 
 	"github.com/kinfer/kinfer/handlers"
 	"github.com/kinfer/kinfer/handlers/reload"
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // A fake model file is a few "key: value" lines:

@@ -16,7 +16,7 @@ import (
 	"github.com/kinfer/kinfer/handlers/handlertest"
 	"github.com/kinfer/kinfer/handlers/onnx"
 	"github.com/kinfer/kinfer/handlers/reload"
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // requireORT skips without the ONNX Runtime library, except under

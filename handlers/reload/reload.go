@@ -65,7 +65,7 @@ import (
 	"time"
 
 	"github.com/kinfer/kinfer/handlers"
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // Candidate is one model version on disk, as the watcher found it.

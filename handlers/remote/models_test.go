@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/kinfer/kinfer/handlers"
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // goModel is a pure-Go model for the fake server: it runs a real

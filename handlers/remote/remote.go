@@ -33,7 +33,7 @@ import (
 	"time"
 
 	"github.com/kinfer/kinfer/handlers"
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // ErrThrottled is wrapped by the error of an Infer call whose last

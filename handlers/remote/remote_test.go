@@ -26,7 +26,7 @@ import (
 	"github.com/kinfer/kinfer/handlers/onnx"
 	"github.com/kinfer/kinfer/handlers/remote"
 	"github.com/kinfer/kinfer/handlers/remote/remotetest"
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 func quietLogger(tb testing.TB) *slog.Logger {

@@ -9,7 +9,7 @@ import (
 	"strconv"
 
 	"github.com/kinfer/kinfer/handlers"
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // The Open Inference Protocol's tensor datatypes that kinfer has dtypes

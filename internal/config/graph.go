@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // Model is one step of the model graph: one model, an A/B split between

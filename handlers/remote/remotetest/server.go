@@ -25,7 +25,7 @@ import (
 	"time"
 
 	"github.com/kinfer/kinfer/handlers"
-	"github.com/kinfer/kinfer/internal/tensor"
+	"github.com/kinfer/kinfer/tensor"
 )
 
 // Server serves models at /v2/models/{name} (and
