@@ -26,9 +26,19 @@ func benchRows(n int) []map[string]any {
 			"merchant": map[string]any{"string": cats[i%len(cats)]},
 			"country":  fmt.Sprint("c", i%40),
 			"text":     text,
+			"pixels":   pixels(i),
 		}
 	}
 	return rows
+}
+
+// pixels is a 28x28 image as the decoder gives it: []float32.
+func pixels(i int) []float32 {
+	px := make([]float32, 784)
+	for k := range px {
+		px[k] = float32((i*31+k*7)%256) / 255
+	}
+	return px
 }
 
 func benchPipeline(b *testing.B, cfg Config) (*Pipeline, []map[string]any) {
@@ -81,6 +91,13 @@ func BenchmarkApplyTabular(b *testing.B) {
 // BenchmarkApplyScaleOnly is the floor: one z-score of one scalar.
 func BenchmarkApplyScaleOnly(b *testing.B) {
 	p, rows := benchPipeline(b, Config{Stages: []StageConfig{{Type: TypeScaleToZScore, Fields: []string{"amount"}}}})
+	runApply(b, p, rows)
+}
+
+// BenchmarkApplyPixels: scale_to_0_1 of a 784-float array (elementwise,
+// one min and max per pixel).
+func BenchmarkApplyPixels(b *testing.B) {
+	p, rows := benchPipeline(b, Config{Stages: []StageConfig{{Type: TypeScaleTo01, Fields: []string{"pixels"}, Outputs: []string{"pixels_01"}}}})
 	runApply(b, p, rows)
 }
 

@@ -109,7 +109,7 @@ func TestParityStandardScaler(t *testing.T) {
 				for c, col := range f.Columns {
 					var got float64
 					if elementwise {
-						got = out["x"].([]any)[c].(float64)
+						got = out["x"].([]float64)[c]
 					} else {
 						got = out[col].(float64)
 					}

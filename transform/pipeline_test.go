@@ -225,7 +225,7 @@ func TestVocabularyOneHotAndOOV(t *testing.T) {
 			}
 			// An array of tokens gives an array of ids and [n, depth].
 			out = apply(t, q, map[string]any{"c": []any{"green", "red"}})
-			if ids := out["id"].([]any); ids[0] != int64(2) || ids[1] != int64(0) {
+			if ids := out["id"].([]int64); ids[0] != 2 || ids[1] != 0 {
 				t.Errorf("ids %v", ids)
 			}
 			if sh := out["oh"].(*tensor.Tensor).Shape; !slices.Equal(sh, []int64{2, int64(3 + oov)}) {

@@ -8,11 +8,12 @@ import (
 	"github.com/kinfer/kinfer/tensor"
 )
 
-// Reading row values. A row is goavro's native form of a record
+// Reading row values. A row is the decoder's native form of a record
 // (map[string]any with nil, bool, int32, int64, float32, float64, string,
-// []byte, []any, map[string]any), plus what earlier stages wrote: float64,
-// int64, []any of those, []string and *tensor.Tensor. Go's int is accepted
-// wherever int64 is, for rows built by hand.
+// []byte, []any, map[string]any; arrays of numbers may be []float32,
+// []float64, []int32 or []int64), plus what earlier stages wrote: float64,
+// int64, []float64, []int64, []string and *tensor.Tensor. Go's int is
+// accepted wherever int64 is, for rows built by hand.
 
 type lookupStatus uint8
 
@@ -331,11 +332,7 @@ func floatOutput(in form, shape []int64, vals []float64, dt tensor.DType) any {
 		case formScalar:
 			return vals[0]
 		case formList:
-			out := make([]any, len(vals))
-			for i, v := range vals {
-				out[i] = v
-			}
-			return out
+			return vals
 		}
 		dt = tensor.Float32
 	}
@@ -359,11 +356,7 @@ func intOutput(in form, shape []int64, vals []int64, dt tensor.DType) any {
 		case formScalar:
 			return vals[0]
 		case formList:
-			out := make([]any, len(vals))
-			for i, v := range vals {
-				out[i] = v
-			}
-			return out
+			return vals
 		}
 		dt = tensor.Int64
 	}
