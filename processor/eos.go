@@ -69,11 +69,24 @@ func (s *Stream) runTxn(ctx context.Context, sess *kgo.GroupTransactSession, e *
 		if time.Now().Before(next) {
 			continue
 		}
-		if err := s.endTxn(ctx, sess, e, true); err != nil && !errors.As(err, new(errTxnNotCommitted)) {
-			return err
+		endErr := s.endTxn(ctx, sess, e, true)
+		if endErr != nil && !errors.As(endErr, new(errTxnNotCommitted)) {
+			return endErr
+		}
+		if endErr != nil {
+			if err := s.abortOpenTxn(ctx, cl); err != nil {
+				return &sessionLostError{err}
+			}
 		}
 		if err := sess.Begin(); err != nil {
-			return fmt.Errorf("beginning a transaction after the last one ended: %w", err)
+			err = fmt.Errorf("beginning a transaction after the last one ended: %w", err)
+			if endErr != nil {
+				// The failed end left the client inside the transaction
+				// (a broker restart cut it off): only a new session can
+				// go on.
+				return &sessionLostError{err}
+			}
+			return err
 		}
 		next = time.Now().Add(s.cfg.CommitInterval)
 	}
@@ -150,6 +163,44 @@ type errTxnNotCommitted struct{ err error }
 
 func (e errTxnNotCommitted) Error() string { return "transaction not committed: " + e.err.Error() }
 func (e errTxnNotCommitted) Unwrap() error { return e.err }
+
+// abortOpenTxn aborts a transaction that a failed end left open on the
+// client (its outcome unconfirmed: a transport error cut the EndTxn off,
+// as a broker restart does). franz-go's documented recovery is to retry
+// EndTransaction with TryAbort, which bumps the producer epoch and
+// fence-aborts what the broker still holds. It retries with backoff for
+// the drain timeout; an error means the session could not be recovered.
+func (s *Stream) abortOpenTxn(ctx context.Context, cl *kgo.Client) error {
+	deadline := time.Now().Add(s.cfg.DrainTimeout)
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.DrainTimeout)
+		err := cl.AbortBufferedRecords(actx)
+		if err == nil {
+			err = cl.EndTransaction(actx, kgo.TryAbort)
+		}
+		cancel()
+		if err == nil {
+			s.log.Info("aborted the transaction a failed end left open; its records will be redone")
+			return nil
+		}
+		if fatalTxn(err) || time.Now().Add(wait).After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("aborting the transaction a failed end left open: %w", err)
+		}
+		s.log.Warn("aborting the transaction a failed end left open; retrying", "err", err, "wait", wait)
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+}
+
+// sessionLostError ends a member whose transactional session cannot begin
+// another transaction after one failed to end; RunStream starts a new
+// member (client, engine, stream) in its place.
+type sessionLostError struct{ err error }
+
+func (e *sessionLostError) Error() string { return "exactly-once session lost: " + e.err.Error() }
+func (e *sessionLostError) Unwrap() error { return e.err }
 
 // fatalTxn reports errors after which this producer cannot go on: it was
 // fenced by a newer instance, or it is not authorized.

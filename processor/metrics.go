@@ -105,7 +105,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 }
 
 // RegisterInFlight exposes the engine's in-flight records as a gauge.
-func (m *Metrics) RegisterInFlight(reg prometheus.Registerer, e *Engine) {
+func (m *Metrics) RegisterInFlight(reg prometheus.Registerer, e interface{ InFlight() (int, int64) }) {
 	if reg == nil {
 		return
 	}

@@ -2,9 +2,11 @@ package processor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -69,6 +71,44 @@ func RunStream(ctx context.Context, p *Pipeline, opts RunOptions) error {
 	if m == nil {
 		m = NewMetrics(opts.Registerer)
 	}
+	cur := &currentEngine{}
+	m.RegisterInFlight(opts.Registerer, cur)
+	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
+		err := runMember(ctx, p, opts, brokers, m, cur, log)
+		var lost *sessionLostError
+		if !errors.As(err, &lost) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil // shutting down: the next owner redoes the records
+		}
+		// franz-go: no error from ending a transaction is retryable on
+		// that client. Nothing of the failed transaction is visible, so a
+		// new member with a new session redoes its records.
+		log.Warn("exactly-once: the transactional session is lost; starting a new one", "err", err, "wait", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+// currentEngine is the engine of the member running now (a lost
+// exactly-once session starts a new member), for the in-flight gauges.
+type currentEngine struct{ e atomic.Pointer[Engine] }
+
+func (c *currentEngine) InFlight() (int, int64) {
+	if e := c.e.Load(); e != nil {
+		return e.InFlight()
+	}
+	return 0, 0
+}
+
+// runMember is one consumer-group member: a client (or transactional
+// session), an engine and a stream, until ctx ends or the member fails.
+func runMember(ctx context.Context, p *Pipeline, opts RunOptions, brokers []string, m *Metrics, cur *currentEngine, log *slog.Logger) error {
+	c := p.Config
 	stream := NewStream(StreamConfig{
 		Group:          c.Kafka.Group,
 		InputTopic:     c.Kafka.InputTopic,
@@ -126,7 +166,7 @@ func RunStream(ctx context.Context, p *Pipeline, opts RunOptions) error {
 	if err != nil {
 		return err
 	}
-	m.RegisterInFlight(opts.Registerer, eng)
+	cur.e.Store(eng)
 	if opts.OnReady != nil {
 		opts.OnReady(stream.ReadyErr)
 	}
