@@ -31,6 +31,32 @@ type Batch struct {
 	pads []padInfo      // one per padded input, sorted by name
 	mask string         // the generated mask's name in Inputs, or ""
 	trim map[string]int // Config.TrimAxis, shared and read-only
+	// pooled are the Inputs' buffers that came from the buffer pool.
+	pooled []any
+}
+
+// Release hands the batch's stacked inputs back to the buffer pool, for
+// later batches to fill. Call it once the model is done with the batch
+// and nothing reads its Inputs any more: not the model (a handler must not
+// keep its inputs after Infer returns) and not the rows Split made, unless
+// none of them shares the inputs' memory (a model that returns an input as
+// an output). rows are those rows (nil entries are skipped); when one of
+// them does share, Release leaves the buffers to the garbage collector.
+// Inputs is nil afterwards. Sub-batches are views: release only the batch
+// the batcher made, once.
+func (b *Batch) Release(rows []map[string]*tensor.Tensor) {
+	pooled := b.pooled
+	b.pooled, b.Inputs = nil, nil
+	for _, row := range rows {
+		for _, t := range row {
+			if t != nil && sharesAny(t.Data, pooled) {
+				return
+			}
+		}
+	}
+	for _, d := range pooled {
+		release(d)
+	}
 }
 
 // padInfo is what Split needs to trim one padded input's axis.

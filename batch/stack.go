@@ -54,20 +54,28 @@ func (bk *bucket) stack(maskInput string, trim map[string]int) *Batch {
 			g.per = tensor.NumElements(lay.shape)
 		}
 		out.TotalElems += n * g.per
-		out.Inputs[lay.name] = &tensor.Tensor{
-			DType: lay.dtype,
-			Shape: shape,
-			Data:  stackInput(lay, bk.rows, k, i, n, g, rowLens),
+		data, pooled := stackInput(lay, bk.rows, k, i, n, g, rowLens)
+		if pooled {
+			out.pooled = append(out.pooled, data)
 		}
+		out.Inputs[lay.name] = &tensor.Tensor{DType: lay.dtype, Shape: shape, Data: data}
 	}
 	if maskInput != "" {
 		pd := &out.pads[0]
-		mask := make([]int64, n*int(pd.length))
+		length := int(pd.length)
+		mask, pooled := poolI64.get(n * length)
 		for r, l := range pd.lens {
-			row := mask[r*int(pd.length) : r*int(pd.length)+int(l)]
+			row := mask[r*length : (r+1)*length]
 			for j := range row {
-				row[j] = 1
+				if j < int(l) {
+					row[j] = 1
+				} else {
+					row[j] = 0
+				}
 			}
+		}
+		if pooled {
+			out.pooled = append(out.pooled, mask)
 		}
 		out.Inputs[maskInput] = &tensor.Tensor{DType: tensor.Int64, Shape: []int64{int64(n), pd.length}, Data: mask}
 	}
@@ -92,43 +100,44 @@ func geomOf(rowShape []int64, axis int) geom {
 	return g
 }
 
-func stackInput(lay *inputLayout, rows []*tensor.Tensor, k, i, n int, g geom, lens []int64) any {
+func stackInput(lay *inputLayout, rows []*tensor.Tensor, k, i, n int, g geom, lens []int64) (any, bool) {
 	var v float64
 	var axis int
 	if lay.pad != nil {
 		v, axis = lay.pad.Value, lay.pad.Axis
 	}
-	fill := v != 0 // fresh slices are already zero
 	switch lay.dtype {
 	case tensor.Float32:
-		return stackRows(rows, k, i, n, g, axis, lens, float32(v), fill)
+		return stackRows(rows, k, i, n, g, axis, lens, float32(v))
 	case tensor.Float64:
-		return stackRows(rows, k, i, n, g, axis, lens, v, fill)
+		return stackRows(rows, k, i, n, g, axis, lens, v)
 	case tensor.Int32:
-		return stackRows(rows, k, i, n, g, axis, lens, int32(v), fill)
+		return stackRows(rows, k, i, n, g, axis, lens, int32(v))
 	case tensor.Int64:
-		return stackRows(rows, k, i, n, g, axis, lens, int64(v), fill)
+		return stackRows(rows, k, i, n, g, axis, lens, int64(v))
 	case tensor.Uint8:
-		return stackRows(rows, k, i, n, g, axis, lens, uint8(v), fill)
+		return stackRows(rows, k, i, n, g, axis, lens, uint8(v))
 	case tensor.Int8:
-		return stackRows(rows, k, i, n, g, axis, lens, int8(v), fill)
+		return stackRows(rows, k, i, n, g, axis, lens, int8(v))
 	case tensor.Bool:
-		return stackRows(rows, k, i, n, g, axis, lens, v != 0, fill)
+		return stackRows(rows, k, i, n, g, axis, lens, v != 0)
 	}
 	panic("batch: stacking an input of invalid dtype " + lay.dtype.String()) // prepare rejects these
 }
 
 // stackRows copies input i of each row (rows is row-major, k inputs a row)
-// into one slice. With lens nil the input is not padded and every row has
-// g.per elements; otherwise row r keeps lens[r] of the g.length positions
-// of the padded axis and the rest is pad.
-func stackRows[E any](rows []*tensor.Tensor, k, i, n int, g geom, axis int, lens []int64, pad E, fill bool) []E {
-	dst := make([]E, n*g.per)
+// into one slice, from the buffer pool when it is large (pooled reports
+// that). With lens nil the input is not padded and every row has g.per
+// elements; otherwise row r keeps lens[r] of the g.length positions of the
+// padded axis and the rest is pad. Every element is written: a pooled
+// buffer holds an earlier batch's data.
+func stackRows[E any](rows []*tensor.Tensor, k, i, n int, g geom, axis int, lens []int64, pad E) ([]E, bool) {
+	dst, pooled := poolOf[E]().get(n * g.per)
 	if lens == nil {
 		for r := range n {
 			copy(dst[r*g.per:(r+1)*g.per], rows[r*k+i].Data.([]E))
 		}
-		return dst
+		return dst, pooled
 	}
 	block := g.length * g.inner
 	for r := range n {
@@ -140,12 +149,10 @@ func stackRows[E any](rows []*tensor.Tensor, k, i, n int, g geom, axis int, lens
 		for o := range g.outer {
 			d := row[o*block : (o+1)*block]
 			copy(d, src[o*srcBlock:o*srcBlock+keep])
-			if fill {
-				for j := keep; j < block; j++ {
-					d[j] = pad
-				}
+			for j := keep; j < block; j++ {
+				d[j] = pad
 			}
 		}
 	}
-	return dst
+	return dst, pooled
 }

@@ -110,12 +110,13 @@ func runBatched(b *testing.B, model inferer, rows []map[string]*tensor.Tensor, c
 		for _, x := range bs {
 			padded += x.PaddedElems
 			total += x.TotalElems
-			_, errs := batch.Isolate(ctx, x, model.Infer)
+			outs, errs := batch.Isolate(ctx, x, model.Infer)
 			for _, err := range errs {
 				if err != nil {
 					b.Fatal(err)
 				}
 			}
+			x.Release(outs) // as the engine does: the next batch reuses the buffers
 		}
 	}
 	now := time.Now()

@@ -308,6 +308,7 @@ func runStageSplit(ctx context.Context, env stageEnv, c stageCase) (*StageSplit,
 				if rowOuts == nil {
 					rowOuts = outs
 				}
+				b.Release(outs) // as the engine does
 			}
 			return nil
 		}

@@ -31,7 +31,10 @@ type ProviderReporter interface {
 
 // ModelHandler is one loaded model. Infer takes a batch: every input tensor
 // has the batch size as its leading dim, and so does every output. Infer
-// must be safe to call from several goroutines.
+// must be safe to call from several goroutines. Infer must not keep its
+// inputs after it returns: the engine reuses their memory for later
+// batches (an output that is an input, or a view of one, is detected and
+// left alone).
 type ModelHandler interface {
 	// Name and Version identify the model in every prediction it makes.
 	Name() string

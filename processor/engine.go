@@ -506,6 +506,9 @@ func (e *Engine) runBatch(ctx context.Context, s *stepRun, sb stepBatch) {
 		}
 		e.enter(s.idx+1, r)
 	}
+	// The model is done with the stacked inputs: reuse their buffers
+	// (kept when a model returned an input as an output).
+	b.Release(outs)
 	if len(done) > 0 {
 		e.encodeCh <- done
 	}
