@@ -591,7 +591,7 @@ func (r *run) reap(x exited) error {
 
 // fire carries out an event. It returns false when it cannot yet: a kill
 // with no instance up for at least half a second, a leave of an instance
-// that is down until its restart.
+// that is down until its restart or up for less than a second.
 func (r *run) fire(ctx context.Context, ev planned) (bool, error) {
 	switch ev.Kind {
 	case EventKill:
@@ -629,9 +629,11 @@ func (r *run) fire(ctx context.Context, ev planned) (bool, error) {
 		}
 	case EventLeave:
 		// A clean leave: when the instance was just killed, wait for its
-		// restart, so every membership change ends with a SIGTERM.
+		// restart, so every membership change ends with a SIGTERM. A
+		// process needs a moment to install its SIGTERM handler (a SIGTERM
+		// at 0.0 s up killed one before main ran): wait a second.
 		s := r.slots[ev.Slot]
-		if s.proc == nil || s.proc.asked != "" {
+		if s.proc == nil || s.proc.asked != "" || time.Since(s.proc.started) < time.Second {
 			return false, nil
 		}
 		s.want = false
