@@ -102,7 +102,7 @@ func (r *Report) notes() {
 	for _, w := range r.Workloads {
 		n = append(n, fmt.Sprintf("%s: kinfer sustains %s records/s end to end (max_size %d) = %.0f%% of min(ceilings) = %s (%s); %.0f%% of ONNX Runtime alone, %.0f%% of the Kafka pass-through.",
 			w.Name, num(w.EndToEnd.RecordsPerSec), w.EndToEnd.BatchSize, 100*w.RatioToCeiling, num(w.Ceiling), w.CeilingName, 100*w.RatioToORT, 100*w.RatioToKafka))
-		if len(w.KafkaRounds) > 1 {
+		if len(w.KafkaRounds) > 1 && w.CeilingName == "Kafka pass-through" {
 			rounds := make([]string, len(w.KafkaRounds))
 			for i, x := range w.KafkaRounds {
 				rounds[i] = num(x)
