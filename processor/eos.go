@@ -49,7 +49,7 @@ func (s *Stream) NewTxnSink(cl *kgo.Client) Sink { return txnSink{cl: cl, failed
 // is due, then end the transaction and begin the next.
 func (s *Stream) runTxn(ctx context.Context, sess *kgo.GroupTransactSession, e *Engine) error {
 	if err := sess.Begin(); err != nil {
-		return fmt.Errorf("beginning a transaction: %w", err)
+		return beginError(fmt.Errorf("beginning a transaction: %w", err))
 	}
 	cl := sess.Client()
 	next := time.Now().Add(s.cfg.CommitInterval)
@@ -79,14 +79,7 @@ func (s *Stream) runTxn(ctx context.Context, sess *kgo.GroupTransactSession, e *
 			}
 		}
 		if err := sess.Begin(); err != nil {
-			err = fmt.Errorf("beginning a transaction after the last one ended: %w", err)
-			if endErr != nil {
-				// The failed end left the client inside the transaction
-				// (a broker restart cut it off): only a new session can
-				// go on.
-				return &sessionLostError{err}
-			}
-			return err
+			return beginError(fmt.Errorf("beginning a transaction after the last one ended: %w", err))
 		}
 		next = time.Now().Add(s.cfg.CommitInterval)
 	}
@@ -192,6 +185,17 @@ func (s *Stream) abortOpenTxn(ctx context.Context, cl *kgo.Client) error {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// beginError classifies a failed Begin. Fenced or unauthorized is fatal;
+// anything else (the client still inside a transaction a broker restart
+// cut off, a producer id that could not be initialised while the broker
+// was away) leaves this session unusable but not the next one.
+func beginError(err error) error {
+	if fatalTxn(err) {
+		return err
+	}
+	return &sessionLostError{err}
 }
 
 // sessionLostError ends a member whose transactional session cannot begin
