@@ -129,6 +129,33 @@ func skip(t *avroType, b []byte, depth int) ([]byte, error) {
 }
 
 func skipBlocks(t *avroType, b []byte, depth int) ([]byte, error) {
+	return eachBlock(t, b, func(count int64, b []byte) ([]byte, error) {
+		// Fixed-width items need no walk: eachBlock's size check is exact.
+		if t.kind == kindArray && (t.items.kind == kindFloat || t.items.kind == kindDouble || t.items.kind == kindFixed || t.items.kind == kindNull) {
+			return b[count*int64(t.items.minSize):], nil
+		}
+		var err error
+		for i := int64(0); i < count; i++ {
+			if t.kind == kindMap {
+				if b, err = skip(&stringType, b, depth+1); err != nil {
+					return nil, fmt.Errorf("map key: %w", err)
+				}
+			}
+			if b, err = skip(t.items, b, depth+1); err != nil {
+				return nil, fmt.Errorf("%s item %d: %w", t.kind, i, err)
+			}
+		}
+		return b, nil
+	})
+}
+
+// eachBlock reads the blocks of an array or map and calls item with each
+// block's count and the bytes that follow its header; item returns the
+// bytes after the block. Block counts are bounded before item runs: by the
+// bytes left when items take at least one byte each, by maxZeroWidthItems
+// in all when they take none. Both skip and decodeNative walk blocks
+// through it, so they accept and refuse the same values.
+func eachBlock(t *avroType, b []byte, item func(count int64, b []byte) ([]byte, error)) ([]byte, error) {
 	itemMin := t.items.minSize
 	if t.kind == kindMap {
 		itemMin++ // every key is a string of at least one byte
@@ -164,20 +191,8 @@ func skipBlocks(t *avroType, b []byte, depth int) ([]byte, error) {
 		} else if total += count; total > maxZeroWidthItems {
 			return nil, fmt.Errorf("%s of more than %d zero-width items", t.kind, maxZeroWidthItems)
 		}
-		// Fixed-width items need no walk: the size check above is exact.
-		if t.kind == kindArray && (t.items.kind == kindFloat || t.items.kind == kindDouble || t.items.kind == kindFixed || t.items.kind == kindNull) {
-			b = b[count*int64(t.items.minSize):]
-			continue
-		}
-		for i := int64(0); i < count; i++ {
-			if t.kind == kindMap {
-				if b, err = skip(&stringType, b, depth+1); err != nil {
-					return nil, fmt.Errorf("map key: %w", err)
-				}
-			}
-			if b, err = skip(t.items, b, depth+1); err != nil {
-				return nil, fmt.Errorf("%s item %d: %w", t.kind, i, err)
-			}
+		if b, err = item(count, b); err != nil {
+			return nil, err
 		}
 	}
 }

@@ -65,15 +65,20 @@ func compileRecordSchema(schemaJSON string) (*compiled, error) {
 }
 
 func (c *compiled) decode(value []byte) (native map[string]any, err error) {
-	if err := checkBinary(c.root, value); err != nil {
-		return nil, errorf(ReasonDecode, "decoding Avro %s: %w", c.root.name, err)
-	}
 	if c.native {
-		v, _, err := decodeNative(c.root, value, 0)
+		// decodeNative bounds what it reads as checkBinary does (the
+		// same eachBlock), so one walk is enough.
+		v, rest, err := decodeNative(c.root, value, 0)
+		if err == nil && len(rest) != 0 {
+			err = fmt.Errorf("%d trailing bytes after the record", len(rest))
+		}
 		if err != nil {
 			return nil, errorf(ReasonDecode, "decoding Avro %s: %w", c.root.name, err)
 		}
 		return v.(map[string]any), nil
+	}
+	if err := checkBinary(c.root, value); err != nil {
+		return nil, errorf(ReasonDecode, "decoding Avro %s: %w", c.root.name, err)
 	}
 	defer func() {
 		if r := recover(); r != nil {

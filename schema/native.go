@@ -16,9 +16,9 @@ import (
 // element. Schemas with logical types whose native form goavro converts
 // (timestamps, dates, decimals) keep goavro's decoder; see nativeSafe.
 //
-// The value must have passed checkBinary first: block counts are then
-// known to fit the input, so allocations are bounded by its size. Bounds
-// are still checked here, so a value that did not would fail, not panic.
+// It checks what checkBinary checks (block counts through the same
+// eachBlock, so allocations are bounded by the input's size; nesting
+// depth; every length and index), so values are walked once.
 
 // nativeSafe reports whether decodeNative yields goavro's native form for
 // every value of t: no type reachable from t has a goavro-converted
@@ -216,36 +216,6 @@ func decodeNative(t *avroType, b []byte, depth int) (any, []byte, error) {
 		return m, rest, nil
 	}
 	return nil, nil, fmt.Errorf("unsupported Avro type %s", t.kind)
-}
-
-// eachBlock reads the blocks of an array or map, calling item for each
-// block's count of items.
-func eachBlock(t *avroType, b []byte, item func(count int64, b []byte) ([]byte, error)) ([]byte, error) {
-	for {
-		count, rest, err := readLong(b)
-		if err != nil {
-			return nil, fmt.Errorf("%s block count: %w", t.kind, err)
-		}
-		b = rest
-		if count == 0 {
-			return b, nil
-		}
-		if count < 0 {
-			if count == math.MinInt64 {
-				return nil, fmt.Errorf("%s block count %d", t.kind, count)
-			}
-			count = -count
-			if _, b, err = readLong(b); err != nil {
-				return nil, fmt.Errorf("%s block size: %w", t.kind, err)
-			}
-		}
-		if m := int64(max(t.items.minSize, 1)); count > int64(len(b))/m+maxZeroWidthItems {
-			return nil, fmt.Errorf("%s block of %d items cannot fit in %d bytes", t.kind, count, len(b))
-		}
-		if b, err = item(count, b); err != nil {
-			return nil, err
-		}
-	}
 }
 
 // decodeFixedWidth decodes an array of float or double into a typed
