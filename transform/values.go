@@ -327,30 +327,18 @@ func readStrings(v any, scratch *[1]string) (vals []string, scalar bool, b *badV
 // floatOutput builds a scaling stage's output in the input's form.
 // vals may be reused by the caller only when the output is native scalar.
 func floatOutput(in form, shape []int64, vals []float64, dt tensor.DType) any {
-	if dt == tensor.Invalid {
-		switch in {
-		case formScalar:
-			return vals[0]
-		case formList:
-			return vals
-		}
-		dt = tensor.Float32
-	}
-	t := &tensor.Tensor{DType: dt, Shape: outShape(in, shape, len(vals))}
-	if dt == tensor.Float64 {
-		t.Data = vals
-	} else {
-		d := make([]float32, len(vals))
-		for i, v := range vals {
-			d[i] = float32(v)
-		}
-		t.Data = d
-	}
-	return t
+	return numOutput[float64, float32](in, shape, vals, dt, tensor.Float64, tensor.Float32)
 }
 
 // intOutput builds an integer stage's output in the input's form.
 func intOutput(in form, shape []int64, vals []int64, dt tensor.DType) any {
+	return numOutput[int64, int32](in, shape, vals, dt, tensor.Int64, tensor.Int32)
+}
+
+// numOutput builds a stage's output in the input's form: with dt unset a
+// native scalar or list for native input, else a tensor of dt (or of the
+// narrow dtype when dt is unset), holding vals itself when dt is wide.
+func numOutput[W float64 | int64, N float32 | int32](in form, shape []int64, vals []W, dt, wide, narrow tensor.DType) any {
 	if dt == tensor.Invalid {
 		switch in {
 		case formScalar:
@@ -358,15 +346,15 @@ func intOutput(in form, shape []int64, vals []int64, dt tensor.DType) any {
 		case formList:
 			return vals
 		}
-		dt = tensor.Int64
+		dt = narrow
 	}
 	t := &tensor.Tensor{DType: dt, Shape: outShape(in, shape, len(vals))}
-	if dt == tensor.Int64 {
+	if dt == wide {
 		t.Data = vals
 	} else {
-		d := make([]int32, len(vals))
+		d := make([]N, len(vals))
 		for i, v := range vals {
-			d[i] = int32(v)
+			d[i] = N(v)
 		}
 		t.Data = d
 	}
