@@ -18,21 +18,17 @@ import (
 	"github.com/kinfer/kinfer/batch"
 	"github.com/kinfer/kinfer/handlers"
 	"github.com/kinfer/kinfer/handlers/onnx"
+	"github.com/kinfer/kinfer/internal/repo"
 	"github.com/kinfer/kinfer/tensor"
 )
 
 func repoRoot(tb testing.TB) string {
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		if parent := filepath.Dir(dir); parent != dir {
-			dir = parent
-			continue
-		}
-		tb.Fatal("go.mod not found")
+	tb.Helper()
+	dir, err := repo.Root()
+	if err != nil {
+		tb.Fatal(err)
 	}
+	return dir
 }
 
 func loadModel(tb testing.TB, name string) handlers.ModelHandler {

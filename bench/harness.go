@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -29,6 +28,7 @@ import (
 	"time"
 
 	"github.com/kinfer/kinfer/handlers/onnx"
+	"github.com/kinfer/kinfer/internal/repo"
 )
 
 // Options configure Run. The zero value of each field means its default.
@@ -139,20 +139,11 @@ func (o *Options) defaults() error {
 // FindRoot walks up from the working directory to the folder holding
 // go.mod.
 func FindRoot() (string, error) {
-	dir, err := os.Getwd()
+	dir, err := repo.Root()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("bench: %w", err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("bench: go.mod not found above the working directory")
-		}
-		dir = parent
-	}
+	return dir, nil
 }
 
 // Run runs the whole harness and writes the report into opts.OutDir.

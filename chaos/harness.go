@@ -28,6 +28,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kinfer/kinfer/internal/config"
+	"github.com/kinfer/kinfer/internal/repo"
 	"github.com/kinfer/kinfer/schema"
 )
 
@@ -191,20 +192,11 @@ func (c *Config) setDefaults() error {
 // FindRepoRoot returns the nearest folder above the working directory that
 // holds go.mod.
 func FindRepoRoot() (string, error) {
-	dir, err := os.Getwd()
+	dir, err := repo.Root()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("%w: pass the repository root", err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the working directory: pass the repository root")
-		}
-		dir = parent
-	}
+	return dir, nil
 }
 
 // slot is an instance position: 1 runs throughout, 2 and 3 come and go.

@@ -13,22 +13,17 @@ import (
 
 	"github.com/kinfer/kinfer/handlers/onnx"
 	"github.com/kinfer/kinfer/internal/config"
+	"github.com/kinfer/kinfer/internal/repo"
 	"github.com/kinfer/kinfer/processor"
 )
 
 func repoRoot(t testing.TB) string {
 	t.Helper()
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found")
-		}
-		dir = parent
+	dir, err := repo.Root()
+	if err != nil {
+		t.Fatal(err)
 	}
+	return dir
 }
 
 // buildKinfer builds the kinfer binary (cmd/kinfer, a main around this

@@ -19,6 +19,7 @@ import (
 	"github.com/kinfer/kinfer/handlers/handlertest"
 	"github.com/kinfer/kinfer/internal/config"
 	"github.com/kinfer/kinfer/internal/gen"
+	"github.com/kinfer/kinfer/internal/repo"
 	"github.com/kinfer/kinfer/tensor"
 )
 
@@ -113,17 +114,11 @@ func TestZScoreRefusesBadConfig(t *testing.T) {
 
 func repoRoot(t *testing.T) string {
 	t.Helper()
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found")
-		}
-		dir = parent
+	dir, err := repo.Root()
+	if err != nil {
+		t.Fatal(err)
 	}
+	return dir
 }
 
 // goBuild builds pkg (relative to the repository root, as the README has

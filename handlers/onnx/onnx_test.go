@@ -18,6 +18,7 @@ import (
 	"github.com/kinfer/kinfer/handlers"
 	"github.com/kinfer/kinfer/handlers/handlertest"
 	"github.com/kinfer/kinfer/handlers/onnx"
+	"github.com/kinfer/kinfer/internal/repo"
 	"github.com/kinfer/kinfer/tensor"
 )
 
@@ -38,19 +39,9 @@ func requireORT(tb testing.TB) {
 // modelDir is testdata/models/<name> at the repository root.
 func modelDir(tb testing.TB, name string) string {
 	tb.Helper()
-	dir, err := os.Getwd()
+	dir, err := repo.Root()
 	if err != nil {
 		tb.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			tb.Fatal("no go.mod above the working directory")
-		}
-		dir = parent
 	}
 	p := filepath.Join(dir, "testdata", "models", name)
 	if _, err := os.Stat(filepath.Join(p, "model.onnx")); err != nil {

@@ -38,6 +38,8 @@ import (
 	tckafka "github.com/testcontainers/testcontainers-go/modules/kafka"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kinfer/kinfer/internal/repo"
 )
 
 // Environment variables read by this package.
@@ -419,20 +421,11 @@ func ping(ctx context.Context, addr string) error {
 // repoRoot walks up from the working directory (the package dir under go
 // test) to the directory holding go.mod.
 func repoRoot() (string, error) {
-	dir, err := os.Getwd()
+	dir, err := repo.Root()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("%w, cannot find deploy/kafka/kafka.sh", err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory, cannot find deploy/kafka/kafka.sh")
-		}
-		dir = parent
-	}
+	return dir, nil
 }
 
 func lockFile(path string) (unlock func(), err error) {
