@@ -20,7 +20,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,6 +63,10 @@ type Options struct {
 	SkipStages bool
 	// Progress receives one line per step. Default: none.
 	Progress io.Writer
+	// ProfileDir, when set, receives a CPU profile of every sustained
+	// run (the pass-through rounds and kinfer's runs, the whole process),
+	// named <workload>-<run>.pprof, for `go tool pprof`.
+	ProfileDir string
 }
 
 // sizes scale the run: full measures, short checks.
@@ -243,7 +249,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 					return err
 				}
 				progress("%s: Kafka pass-through of %d records, round %d/%d", w.Name, n, r+1, sz.sweepRounds)
-				t, err := kafkaPassThrough(ctx, opts.Brokers, in, out, env.name(w.Name, fmt.Sprintf("copy-group-%d", r)), n)
+				var t Throughput
+				err := profiled(opts.ProfileDir, fmt.Sprintf("%s-passthrough-r%d", w.Name, r+1), func() (err error) {
+					t, err = kafkaPassThrough(ctx, opts.Brokers, in, out, env.name(w.Name, fmt.Sprintf("copy-group-%d", r)), n)
+					return err
+				})
 				deleteTopics(opts.Brokers, out)
 				if err != nil {
 					return err
@@ -272,7 +282,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 				for _, b := range order {
 					m := min(n, max(100, int(ortAt(wr.ORT, b)*sz.sweepMaxTime.Seconds())))
 					progress("%s: kinfer end to end, round %d/%d, %d records, max_size %d, max_delay %gms", w.Name, r+1, sz.sweepRounds, m, b, opts.MaxDelayMs)
-					s, err := runSustained(ctx, env, w, in, m, b, opts.MaxDelayMs, sz.sweepMaxTime)
+					var s Sustained
+					err := profiled(opts.ProfileDir, fmt.Sprintf("%s-kinfer-b%d-r%d", w.Name, b, r+1), func() (err error) {
+						s, err = runSustained(ctx, env, w, in, m, b, opts.MaxDelayMs, sz.sweepMaxTime)
+						return err
+					})
 					if err != nil {
 						return err
 					}
@@ -386,4 +400,26 @@ func loadAvg() string {
 		return ""
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// profiled runs fn under a CPU profile written to dir/name.pprof, or
+// just runs it when dir is empty.
+func profiled(dir, name string, fn func() error) error {
+	if dir == "" {
+		return fn()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(dir, name+".pprof"))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := pprof.StartCPUProfile(f); err != nil {
+		return fmt.Errorf("profiling %s: %w", name, err)
+	}
+	err = fn()
+	pprof.StopCPUProfile()
+	return err
 }

@@ -205,14 +205,10 @@ func sameType(mp *mapping, v any) (data any, bad int, ok bool) {
 }
 
 func firstNaN[T float32 | float64](mp *mapping, x []T) int {
-	if !mp.allowNaN {
-		for i, f := range x {
-			if f != f {
-				return i
-			}
-		}
+	if mp.allowNaN {
+		return -1
 	}
-	return -1
+	return indexNaN(x)
 }
 
 // typedRow converts a typed native array into row, with numRow's rules.
@@ -297,70 +293,95 @@ func intsInto[T number, S int32 | int64](mp *mapping, row []T, src []S) (int, co
 // slice and can be copied wholesale.
 var hostLittleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 
-// copyLE copies little-endian elements from b into d in one memmove when
-// the host is little-endian, and reports whether it did.
-func copyLE[T float32 | float64 | int32 | int64](d []T, b []byte) bool {
-	if !hostLittleEndian || len(d) == 0 {
-		return len(d) == 0
+// appendLE appends the n little-endian elements at the start of b to d.
+// On a little-endian host that is one append of b's bytes viewed as
+// elements: the runtime copies them into the new array without zeroing it
+// first (as bytes.Clone does), which for a 784-float image is most of the
+// cost of decoding it. b must hold at least n elements.
+func appendLE[T float32 | float64 | int32 | int64](d []T, b []byte, n int) []T {
+	if n == 0 {
+		if d == nil {
+			return []T{}
+		}
+		return d
 	}
-	size := int(unsafe.Sizeof(d[0]))
-	copy(unsafe.Slice((*byte)(unsafe.Pointer(&d[0])), len(d)*size), b[:len(d)*size])
-	return true
+	size := int(unsafe.Sizeof(T(0)))
+	b = b[:n*size]
+	if hostLittleEndian {
+		// Element types without pointers may be read unaligned.
+		return append(d, unsafe.Slice((*T)(unsafe.Pointer(&b[0])), n)...)
+	}
+	for i := range n {
+		var v T
+		switch p := any(&v).(type) {
+		case *float32:
+			*p = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+		case *float64:
+			*p = math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:]))
+		case *int32:
+			*p = int32(binary.LittleEndian.Uint32(b[4*i:]))
+		case *int64:
+			*p = int64(binary.LittleEndian.Uint64(b[8*i:]))
+		}
+		d = append(d, v)
+	}
+	return d
+}
+
+// indexNaN returns the index of the first NaN in x, or -1. It tests eight
+// bytes at a time (two float32 lanes or one float64) without a branch per
+// element: a value is NaN when its bits without the sign exceed those of
+// +Inf, and adding (all mantissa bits) to them carries into the lane's top
+// bit exactly then; the lanes cannot carry into each other.
+func indexNaN[T float32 | float64](x []T) int {
+	size := int(unsafe.Sizeof(T(0)))
+	var abs, carry, top uint64 = 0x7fffffffffffffff, 0x000fffffffffffff, 1 << 63
+	if size == 4 {
+		abs, carry, top = 0x7fffffff7fffffff, 0x007fffff007fffff, 0x8000000080000000
+	}
+	from := 0
+	if words := len(x) * size / 8; words >= 4 {
+		u := unsafe.Slice((*uint64)(unsafe.Pointer(&x[0])), words)
+		w := 0
+		for ; w+4 <= words; w += 4 {
+			// + and | bind equally in Go: each sum needs its parentheses.
+			if (((u[w]&abs)+carry)|((u[w+1]&abs)+carry)|((u[w+2]&abs)+carry)|((u[w+3]&abs)+carry))&top != 0 {
+				break
+			}
+		}
+		from = w * 8 / size
+	}
+	for i := from; i < len(x); i++ {
+		if x[i] != x[i] {
+			return i
+		}
+	}
+	return -1
 }
 
 func rawFloat32(b []byte, n int, allowNaN bool) ([]float32, int) {
-	d := make([]float32, n)
-	if !copyLE(d, b) {
-		for i := range d {
-			d[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i : 4*i+4]))
-		}
-	}
+	d := appendLE[float32](nil, b, n)
 	if !allowNaN {
-		for i, f := range d {
-			if f != f {
-				return nil, i
-			}
+		if i := indexNaN(d); i >= 0 {
+			return nil, i
 		}
 	}
 	return d, -1
 }
 
 func rawFloat64(b []byte, n int, allowNaN bool) ([]float64, int) {
-	d := make([]float64, n)
-	if !copyLE(d, b) {
-		for i := range d {
-			d[i] = math.Float64frombits(binary.LittleEndian.Uint64(b[8*i : 8*i+8]))
-		}
-	}
+	d := appendLE[float64](nil, b, n)
 	if !allowNaN {
-		for i, f := range d {
-			if f != f {
-				return nil, i
-			}
+		if i := indexNaN(d); i >= 0 {
+			return nil, i
 		}
 	}
 	return d, -1
 }
 
-func rawInt32(b []byte, n int) []int32 {
-	d := make([]int32, n)
-	if !copyLE(d, b) {
-		for i := range d {
-			d[i] = int32(binary.LittleEndian.Uint32(b[4*i : 4*i+4]))
-		}
-	}
-	return d
-}
+func rawInt32(b []byte, n int) []int32 { return appendLE[int32](nil, b, n) }
 
-func rawInt64(b []byte, n int) []int64 {
-	d := make([]int64, n)
-	if !copyLE(d, b) {
-		for i := range d {
-			d[i] = int64(binary.LittleEndian.Uint64(b[8*i : 8*i+8]))
-		}
-	}
-	return d
-}
+func rawInt64(b []byte, n int) []int64 { return appendLE[int64](nil, b, n) }
 
 func rawBool(b []byte, n int) ([]bool, int) {
 	d := make([]bool, n)

@@ -228,21 +228,7 @@ func decodeFixedWidth[T float32 | float64](t *avroType, b []byte) (any, []byte, 
 		if int64(n) != count || n > len(b)/size {
 			return nil, errShort
 		}
-		if out == nil {
-			out = make([]T, 0, n)
-		}
-		at := len(out)
-		out = append(out, make([]T, n)...)
-		dst := out[at:]
-		if !copyLE(dst, b) {
-			for i := range dst {
-				if size == 4 {
-					dst[i] = T(math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:])))
-				} else {
-					dst[i] = T(math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:])))
-				}
-			}
-		}
+		out = appendLE(out, b, n)
 		return b[n*size:], nil
 	})
 	if err != nil {

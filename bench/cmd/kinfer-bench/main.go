@@ -5,7 +5,7 @@
 // stage. It writes report.json, report.md and PNG plots into a results
 // folder and prints the Markdown report.
 //
-//	kinfer-bench [--brokers host:port,...] [--out DIR] [--short] [--workloads fnn,fnn-raw,text]
+//	kinfer-bench [--brokers host:port,...] [--out DIR] [--short] [--workloads fnn,fnn-raw,text] [--cpuprofile DIR]
 //	kinfer-bench --render DIR   # rewrite DIR's report.md and plots from its report.json
 //
 // Without --brokers (or KINFER_TEST_BROKERS) it starts its own broker with
@@ -43,6 +43,7 @@ func run() int {
 	maxDelay := fs.Duration("max-delay", 5*time.Millisecond, "batch.max_delay of kinfer's pipelines")
 	skipStages := fs.Bool("skip-stages", false, "skip the per-stage CPU split")
 	timeout := fs.Duration("timeout", 20*time.Minute, "give up after this long")
+	profile := fs.String("cpuprofile", "", "write a CPU profile of every sustained run (pass-through rounds and kinfer's runs) into this folder")
 	render := fs.String("render", "", "only rewrite report.md and the plots of this results folder from its report.json")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: kinfer-bench [flags]")
@@ -84,7 +85,7 @@ func run() int {
 	defer cancel()
 
 	opts := bench.Options{Root: root, OutDir: *out, Short: *short, Partitions: *partitions,
-		MaxDelayMs: float64(*maxDelay) / float64(time.Millisecond), SkipStages: *skipStages, Progress: os.Stderr}
+		MaxDelayMs: float64(*maxDelay) / float64(time.Millisecond), SkipStages: *skipStages, Progress: os.Stderr, ProfileDir: *profile}
 	for _, w := range strings.Split(*workloads, ",") {
 		if w = strings.TrimSpace(w); w != "" {
 			opts.Workloads = append(opts.Workloads, w)
