@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,7 +42,7 @@ func loadModel(tb testing.TB, name string) handlers.ModelHandler {
 	}
 	threads, _ := strconv.Atoi(os.Getenv("KINFER_BENCH_THREADS")) // 0: the handler's default
 	h, err := onnx.Load(context.Background(), onnx.Options{Path: filepath.Join(repoRoot(tb), "testdata/models", name, "model.onnx"),
-		IntraOpThreads: threads, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Copies: benchCopies(), IntraOpThreads: threads, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -92,27 +93,51 @@ type inferer interface {
 	Infer(ctx context.Context, inputs map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error)
 }
 
+// benchCopies is the number of ONNX Runtime sessions (model.copies) and
+// of batches in flight: $KINFER_BENCH_COPIES, default 1.
+func benchCopies() int {
+	n, _ := strconv.Atoi(os.Getenv("KINFER_BENCH_COPIES"))
+	return max(1, n)
+}
+
 // runBatched pushes b.N rows (cycling rows) through a batcher and the
 // model, as a backlog would: full batches leave at once, the rest at the
-// end. It reports rows/s and the padding ratio.
+// end. With KINFER_BENCH_COPIES=n, n batches run at once on n goroutines
+// (the model's n sessions) while this one forms the next, as the engine
+// does with model.copies. It reports rows/s and the padding ratio.
 func runBatched(b *testing.B, model inferer, rows []map[string]*tensor.Tensor, cfg batch.Config) {
 	bt, err := batch.New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
+	infer := func(x *batch.Batch) {
+		outs, errs := batch.Isolate(ctx, x, model.Infer)
+		for _, err := range errs {
+			if err != nil {
+				b.Error(err)
+			}
+		}
+		x.Release(outs) // as the engine does: the next batch reuses the buffers
+	}
+	copies := benchCopies()
+	work := make(chan *batch.Batch, copies)
+	var wg sync.WaitGroup
+	for range copies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for x := range work {
+				infer(x)
+			}
+		}()
+	}
 	var padded, total int
 	run := func(bs []*batch.Batch) {
 		for _, x := range bs {
 			padded += x.PaddedElems
 			total += x.TotalElems
-			outs, errs := batch.Isolate(ctx, x, model.Infer)
-			for _, err := range errs {
-				if err != nil {
-					b.Fatal(err)
-				}
-			}
-			x.Release(outs) // as the engine does: the next batch reuses the buffers
+			work <- x
 		}
 	}
 	now := time.Now()
@@ -124,8 +149,13 @@ func runBatched(b *testing.B, model inferer, rows []map[string]*tensor.Tensor, c
 			b.Fatal(err)
 		}
 		run(bs)
+		if b.Failed() {
+			break
+		}
 	}
 	run(bt.Flush())
+	close(work)
+	wg.Wait()
 	elapsed := time.Since(start)
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "rows/s")
 	ratio := 0.0
