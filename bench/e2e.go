@@ -136,6 +136,7 @@ func runSustained(ctx context.Context, env e2eEnv, w *Workload, in string, n, ba
 	}
 	res := Sustained{BatchSize: batchSize, MaxDelayMs: maxDelayMs}
 	var first, firstOut, last time.Time
+	var cpuFirst, cpuLast time.Duration
 	var cLast float64
 	deadline := time.Now().Add(10 * time.Minute)
 	tick := time.NewTicker(time.Millisecond)
@@ -151,14 +152,14 @@ func runSustained(ctx context.Context, env e2eEnv, w *Workload, in string, n, ba
 			return res, ctx.Err()
 		case now := <-tick.C:
 			if first.IsZero() && sumCounters(s.m.Consumed) > 0 {
-				first = now
+				first, cpuFirst = now, cpuTime()
 			}
 			c := s.produced() + s.dead()
 			if firstOut.IsZero() && c > 0 {
 				firstOut = now
 			}
 			if c >= float64(n) || (!first.IsZero() && now.Sub(first) >= maxTime && c > 0) {
-				last, cLast = now, c
+				last, cLast, cpuLast = now, c, cpuTime()
 			}
 			if now.After(deadline) {
 				_ = s.stop()
@@ -174,6 +175,9 @@ func runSustained(ctx context.Context, env e2eEnv, w *Workload, in string, n, ba
 	res.FirstOutputMs = float64(firstOut.Sub(first)) / 1e6
 	secs := last.Sub(first).Seconds()
 	res.Throughput = Throughput{Records: int(cLast), Seconds: secs, RecordsPerSec: rate(int(cLast), secs)}
+	if cpuFirst > 0 {
+		res.CPUMicrosPerRecord = perRecordMicros(cpuLast-cpuFirst, int(cLast))
+	}
 	if err := s.stop(); err != nil {
 		return res, err
 	}

@@ -63,6 +63,8 @@ type Options struct {
 	SkipStages bool
 	// Progress receives one line per step. Default: none.
 	Progress io.Writer
+	// GC is what ApplyGC set, for the report. Default: Go's defaults.
+	GC GCSettings
 	// ProfileDir, when set, receives a CPU profile of every sustained
 	// run (the pass-through rounds and kinfer's runs, the whole process),
 	// named <workload>-<run>.pprof, for `go tool pprof`.
@@ -177,6 +179,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		StartedAt: start.UTC(), Short: opts.Short, Brokers: opts.Brokers, BrokerNote: opts.BrokerNote,
 		Partitions: opts.Partitions, MaxDelayMs: opts.MaxDelayMs,
 		Host: hostInfo(),
+	}
+	rep.Host.GC = opts.GC
+	if rep.Host.GC.GOGC == "" {
+		rep.Host.GC = GCSettings{GOGC: "100", Source: "Go's defaults"}
 	}
 	log := quietLogger(opts.Progress)
 	prefix := "kbench-" + strconv.FormatInt(start.UnixNano()%1e9, 36)

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -45,7 +46,19 @@ func TestIntegrationBenchShort(t *testing.T) {
 	if !back.Short || len(back.Workloads) != 3 || len(back.Stages) != 3 {
 		t.Fatalf("report: short %v, %d workloads, %d stage splits; want short, 3 and 3", back.Short, len(back.Workloads), len(back.Stages))
 	}
+	if back.Host.GC.GOGC == "" || back.Host.GC.Source == "" {
+		t.Errorf("report does not say its GC settings: %+v", back.Host.GC)
+	}
+	cpuMeasured := 0
 	for _, w := range back.Workloads {
+		for _, s := range append(w.Sweep, Sustained{Throughput: w.Kafka}) {
+			if s.CPUMicrosPerRecord < 0 || s.CPUMicrosPerRecord > 1e6 {
+				t.Errorf("%s: CPU per record %v µs", w.Name, s.CPUMicrosPerRecord)
+			}
+			if s.CPUMicrosPerRecord > 0 {
+				cpuMeasured++
+			}
+		}
 		if len(w.ORT) != 3 || w.ORTBest.RowsPerSec <= 0 {
 			t.Errorf("%s: ONNX Runtime points %+v", w.Name, w.ORT)
 		}
@@ -66,6 +79,9 @@ func TestIntegrationBenchShort(t *testing.T) {
 				t.Errorf("%s: latency point %+v", w.Name, l)
 			}
 		}
+	}
+	if cpuMeasured == 0 {
+		t.Error("no sustained run measured its CPU per record")
 	}
 	for _, sp := range back.Stages {
 		if sp.Engine.CPUNsPerRecord <= 0 || sp.Engine.AllocsPerRecord <= 0 || sp.Costliest == "" || sp.PathCPUNsPerRecord <= 0 {
@@ -99,6 +115,7 @@ func checkResults(t *testing.T, dir string, rep *Report) {
 	for _, want := range []string{
 		"| workload | record bytes | ONNX Runtime alone (best batch) | Kafka pass-through | min(ceilings) |",
 		"| workload | batch size | ONNX Runtime alone rows/s |",
+		"CPU µs/record",
 		"| workload | load | offered/s | achieved/s |",
 		"| stage | CPU ns/record | allocs/record |",
 		"Costliest stage:",
@@ -209,5 +226,30 @@ func needORT(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Skipf("ONNX Runtime not found (run `make ort`): %v", err)
+	}
+}
+
+// TestDeployGC reads the shipped deployment's GC settings, the ones
+// `make bench` runs under.
+func TestDeployGC(t *testing.T) {
+	gogc, limit, err := deployGC(repoRoot(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := strconv.Atoi(gogc); err != nil {
+		t.Errorf("GOGC %q in %s is not a number", gogc, deploymentFile)
+	}
+	if n, err := parseMemLimit(limit); err != nil || n <= 0 {
+		t.Errorf("GOMEMLIMIT %q in %s: %d, %v", limit, deploymentFile, n, err)
+	}
+	for in, want := range map[string]int64{"1GiB": 1 << 30, "512MiB": 512 << 20, "3KiB": 3 << 10, "1000": 1000, "7B": 7, "2TiB": 2 << 40} {
+		if got, err := parseMemLimit(in); err != nil || got != want {
+			t.Errorf("parseMemLimit(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "1GB", "-1GiB", "lots", "1.5GiB"} {
+		if _, err := parseMemLimit(in); err == nil {
+			t.Errorf("parseMemLimit(%q) did not fail", in)
+		}
 	}
 }

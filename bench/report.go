@@ -39,7 +39,10 @@ type Host struct {
 	GoVersion    string `json:"go_version"`
 	ORTLibrary   string `json:"ort_library,omitempty"`
 	LoadAvgStart string `json:"loadavg_start"`
-	LoadAvgEnd   string `json:"loadavg_end"`
+	// GC is the garbage-collector settings of the run (the harness's
+	// process runs both kinfer and the Kafka pass-through).
+	GC         GCSettings `json:"gc"`
+	LoadAvgEnd string     `json:"loadavg_end"`
 }
 
 // WorkloadReport is one workload's ceilings, end-to-end throughput and
@@ -99,6 +102,9 @@ func (r *Report) notes() {
 	}
 	n = append(n, fmt.Sprintf("One machine (%d CPUs, GOMAXPROCS %d) shared by the broker (a JVM), kinfer, and the harness's own producers and consumers; load average %s at the start, %s at the end. Ceilings and kinfer compete for the same cores, so all figures are for this shared setup.",
 		r.Host.CPUs, r.Host.GOMAXPROCS, r.Host.LoadAvgStart, r.Host.LoadAvgEnd))
+	if r.Host.GC.Source == deploymentFile {
+		n = append(n, fmt.Sprintf("Garbage collector: %s, as kinfer runs when deployed; the pass-through and the ONNX Runtime ceiling run in the same process under the same settings. `kinfer-bench --gc=go` (or GOGC in the environment) measures otherwise.", r.Host.GC))
+	}
 	for _, w := range r.Workloads {
 		n = append(n, fmt.Sprintf("%s: kinfer sustains %s records/s end to end (max_size %d) = %.0f%% of min(ceilings) = %s (%s); %.0f%% of ONNX Runtime alone, %.0f%% of the Kafka pass-through.",
 			w.Name, num(w.EndToEnd.RecordsPerSec), w.EndToEnd.BatchSize, 100*w.RatioToCeiling, num(w.Ceiling), w.CeilingName, 100*w.RatioToORT, 100*w.RatioToKafka))
@@ -110,6 +116,10 @@ func (r *Report) notes() {
 			med := median(w.KafkaRounds)
 			n = append(n, fmt.Sprintf("%s: Kafka pass-through rounds %s records/s; the best is the ceiling (conservative: kinfer's figure is a median). Against the pass-through's median round (%s), kinfer's end to end is %.2f.",
 				w.Name, strings.Join(rounds, ", "), num(med), safeDiv(w.EndToEnd.RecordsPerSec, med)))
+		}
+		if k, e := w.Kafka.CPUMicrosPerRecord, w.EndToEnd.CPUMicrosPerRecord; k > 0 && e > 0 {
+			n = append(n, fmt.Sprintf("%s: this process spent %.1f µs of CPU per record running kinfer end to end (max_size %d) and %.1f µs in the pass-through: the difference, %.1f µs, is kinfer's work beyond fetching (decoding, batching, the model, encoding, ordering), less the cheaper produce of a small prediction instead of a copy.",
+				w.Name, e, w.EndToEnd.BatchSize, k, e-k))
 		}
 		if len(w.Latency) > 0 {
 			var parts []string
@@ -230,8 +240,8 @@ func (r *Report) Markdown() string {
 		mode = "short (checks the harness; not a measurement)"
 	}
 	p("# kinfer benchmark, %s\n\n", r.StartedAt.Format(time.RFC3339))
-	p("Mode: %s. Took %.0f s. Machine: %d CPUs (%s), GOMAXPROCS %d, %s, %s; load average %s at the start, %s at the end. Broker: %s%s, %d partitions per topic. batch.max_delay %g ms.\n\n",
-		mode, r.Seconds, r.Host.CPUs, r.Host.CPUModel, r.Host.GOMAXPROCS, r.Host.OS, r.Host.GoVersion, r.Host.LoadAvgStart, r.Host.LoadAvgEnd,
+	p("Mode: %s. Took %.0f s. Machine: %d CPUs (%s), GOMAXPROCS %d, %s, %s, %s; load average %s at the start, %s at the end. Broker: %s%s, %d partitions per topic. batch.max_delay %g ms.\n\n",
+		mode, r.Seconds, r.Host.CPUs, r.Host.CPUModel, r.Host.GOMAXPROCS, r.Host.OS, r.Host.GoVersion, r.Host.GC, r.Host.LoadAvgStart, r.Host.LoadAvgEnd,
 		strings.Join(r.Brokers, ","), paren(r.BrokerNote), r.Partitions, r.MaxDelayMs)
 
 	if len(r.Workloads) > 0 {
@@ -250,14 +260,14 @@ func (r *Report) Markdown() string {
 		p("\nONNX Runtime alone: `Infer` on batches built beforehand (text: full batches per padding bucket, with the mask, encoder then classifier), median of the repeats. Kafka pass-through: a franz-go group member copying the same preloaded records to another topic (same partition, kinfer's fetch sizes and producer defaults), timed from the first records fetched to the last copy acknowledged, once per round before that round's kinfer runs; the ceiling is the best round. kinfer: `processor.Build` + `processor.RunStream` in this process over the same preloaded topic with a fresh group, timed from the first record taken to the last prediction acknowledged (the group join before that is the startup column). Each batch size runs in several rounds of up to a few seconds of the backlog; the tables show the median run, and the end-to-end figure is the best median.\n\n")
 
 		p("## Throughput against batch size\n\n")
-		p("| workload | batch size | ONNX Runtime alone rows/s | kinfer end to end records/s (median) | every round | records | startup s |\n| --- | ---: | ---: | ---: | --- | ---: | ---: |\n")
+		p("| workload | batch size | ONNX Runtime alone rows/s | kinfer end to end records/s (median) | every round | CPU µs/record | records | startup s |\n| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |\n")
 		for _, w := range r.Workloads {
 			for _, pt := range w.ORT {
 				e := "n/a"
-				rec, st, rounds := "", "", ""
+				rec, st, rounds, cpu := "", "", "", ""
 				for _, s := range w.Sweep {
 					if s.BatchSize == pt.BatchSize {
-						e, rec, st = num(s.RecordsPerSec), fmt.Sprint(s.Records), fmt.Sprintf("%.1f", s.StartupSeconds)
+						e, rec, st, cpu = num(s.RecordsPerSec), fmt.Sprint(s.Records), fmt.Sprintf("%.1f", s.StartupSeconds), micros(s.CPUMicrosPerRecord)
 						var rs []string
 						for _, x := range s.Rounds {
 							rs = append(rs, num(x))
@@ -265,10 +275,10 @@ func (r *Report) Markdown() string {
 						rounds = strings.Join(rs, ", ")
 					}
 				}
-				p("| %s | %d | %s | %s | %s | %s | %s |\n", w.Name, pt.BatchSize, num(pt.RowsPerSec), e, rounds, rec, st)
+				p("| %s | %d | %s | %s | %s | %s | %s | %s |\n", w.Name, pt.BatchSize, num(pt.RowsPerSec), e, rounds, cpu, rec, st)
 			}
 		}
-		p("\n")
+		p("\nCPU µs/record: this process's CPU time (user + system, every thread) over the median run's timed interval, per record; the broker's CPU is not in it. The Kafka pass-through's best round took %s.\n\n", passCPU(r.Workloads))
 		for _, f := range r.Plots {
 			if strings.HasPrefix(f, "throughput") {
 				p("![%s](%s)\n", f, f)
@@ -344,4 +354,26 @@ func paren(s string) string {
 		return ""
 	}
 	return " (" + s + ")"
+}
+
+// micros formats a CPU time per record, "" when not measured.
+func micros(us float64) string {
+	if us <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.1f", us)
+}
+
+// passCPU lists the pass-through's CPU per record by workload.
+func passCPU(ws []WorkloadReport) string {
+	var parts []string
+	for _, w := range ws {
+		if w.Kafka.CPUMicrosPerRecord > 0 {
+			parts = append(parts, fmt.Sprintf("%s µs/record on %s", micros(w.Kafka.CPUMicrosPerRecord), w.Name))
+		}
+	}
+	if len(parts) == 0 {
+		return "an unmeasured CPU time"
+	}
+	return strings.Join(parts, ", ")
 }

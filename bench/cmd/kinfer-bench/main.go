@@ -5,7 +5,7 @@
 // stage. It writes report.json, report.md and PNG plots into a results
 // folder and prints the Markdown report.
 //
-//	kinfer-bench [--brokers host:port,...] [--out DIR] [--short] [--workloads fnn,fnn-raw,text] [--cpuprofile DIR]
+//	kinfer-bench [--brokers host:port,...] [--out DIR] [--short] [--workloads fnn,fnn-raw,text] [--gc deploy|go] [--cpuprofile DIR]
 //	kinfer-bench --render DIR   # rewrite DIR's report.md and plots from its report.json
 //
 // Without --brokers (or KINFER_TEST_BROKERS) it starts its own broker with
@@ -43,6 +43,7 @@ func run() int {
 	maxDelay := fs.Duration("max-delay", 5*time.Millisecond, "batch.max_delay of kinfer's pipelines")
 	skipStages := fs.Bool("skip-stages", false, "skip the per-stage CPU split")
 	timeout := fs.Duration("timeout", 20*time.Minute, "give up after this long")
+	gc := fs.String("gc", "deploy", "garbage-collector settings: deploy (GOGC and GOMEMLIMIT of deploy/k8s/deployment.yaml, as kinfer runs deployed) or go (Go's defaults); GOGC or GOMEMLIMIT in the environment win over both")
 	profile := fs.String("cpuprofile", "", "write a CPU profile of every sustained run (pass-through rounds and kinfer's runs) into this folder")
 	render := fs.String("render", "", "only rewrite report.md and the plots of this results folder from its report.json")
 	fs.Usage = func() {
@@ -76,6 +77,15 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "kinfer-bench:", err)
 		return 2
 	}
+	if *gc != "deploy" && *gc != "go" {
+		fmt.Fprintf(os.Stderr, "kinfer-bench: --gc=%q: want deploy or go\n", *gc)
+		return 2
+	}
+	gcSettings, err := bench.ApplyGC(root, *gc == "deploy")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kinfer-bench:", err)
+		return 2
+	}
 	if *out == "" {
 		*out = filepath.Join(root, "bench", "results", time.Now().UTC().Format("20060102T150405Z"))
 	}
@@ -85,7 +95,7 @@ func run() int {
 	defer cancel()
 
 	opts := bench.Options{Root: root, OutDir: *out, Short: *short, Partitions: *partitions,
-		MaxDelayMs: float64(*maxDelay) / float64(time.Millisecond), SkipStages: *skipStages, Progress: os.Stderr, ProfileDir: *profile}
+		MaxDelayMs: float64(*maxDelay) / float64(time.Millisecond), SkipStages: *skipStages, Progress: os.Stderr, ProfileDir: *profile, GC: gcSettings}
 	for _, w := range strings.Split(*workloads, ",") {
 		if w = strings.TrimSpace(w); w != "" {
 			opts.Workloads = append(opts.Workloads, w)
