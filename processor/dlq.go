@@ -22,11 +22,41 @@ const (
 const maxErrorHeader = 4096
 
 func sourceHeaders(in *kgo.Record) []kgo.RecordHeader {
-	return []kgo.RecordHeader{
-		{Key: HeaderSourceTopic, Value: []byte(in.Topic)},
-		{Key: HeaderSourcePartition, Value: strconv.AppendInt(nil, int64(in.Partition), 10)},
-		{Key: HeaderSourceOffset, Value: strconv.AppendInt(nil, in.Offset, 10)},
+	return appendSourceHeaders(make([]kgo.RecordHeader, 0, 3), in, nil)
+}
+
+// appendSourceHeaders appends the source headers to h, their values cut
+// from buf (grown when short).
+func appendSourceHeaders(h []kgo.RecordHeader, in *kgo.Record, buf []byte) []kgo.RecordHeader {
+	if cap(buf)-len(buf) < len(in.Topic)+2*20 {
+		buf = make([]byte, 0, len(in.Topic)+2*20)
 	}
+	cut := func(from int) []byte { return buf[from:len(buf):len(buf)] }
+	at := len(buf)
+	buf = append(buf, in.Topic...)
+	topic := cut(at)
+	at = len(buf)
+	buf = strconv.AppendInt(buf, int64(in.Partition), 10)
+	partition := cut(at)
+	at = len(buf)
+	buf = strconv.AppendInt(buf, in.Offset, 10)
+	return append(h,
+		kgo.RecordHeader{Key: HeaderSourceTopic, Value: topic},
+		kgo.RecordHeader{Key: HeaderSourcePartition, Value: partition},
+		kgo.RecordHeader{Key: HeaderSourceOffset, Value: cut(at)})
+}
+
+// predictionHeaders are a prediction's headers: the source headers and the
+// model's name and version, in two allocations instead of six.
+func predictionHeaders(in *kgo.Record, model, version string) []kgo.RecordHeader {
+	buf := make([]byte, 0, len(in.Topic)+2*20+len(model)+len(version))
+	buf = append(buf, model...)
+	name := buf[0:len(buf):len(buf)]
+	at := len(buf)
+	buf = append(buf, version...)
+	ver := buf[at:len(buf):len(buf)]
+	h := appendSourceHeaders(make([]kgo.RecordHeader, 0, 5), in, buf)
+	return append(h, kgo.RecordHeader{Key: HeaderModel, Value: name}, kgo.RecordHeader{Key: HeaderModelVersion, Value: ver})
 }
 
 // deadLetter builds the dead-letter record for in.

@@ -522,8 +522,7 @@ func (e *Engine) finish(r *row) {
 		return
 	}
 	last := r.served[len(r.served)-1]
-	h := sourceHeaders(r.rec)
-	h = append(h, kgo.RecordHeader{Key: HeaderModel, Value: []byte(last.Name)}, kgo.RecordHeader{Key: HeaderModelVersion, Value: []byte(last.Version)})
+	h := predictionHeaders(r.rec, last.Name, last.Version)
 	e.deliver(&result{row: r, out: &kgo.Record{Topic: e.cfg.OutputTopic, Key: r.rec.Key, Value: val, Headers: h}})
 }
 
@@ -539,6 +538,12 @@ func (e *Engine) deliver(res *result) {
 	l.emitMu.Lock()
 	defer l.emitMu.Unlock()
 	if l.abandoned.Load() {
+		return
+	}
+	if res.row.seq == l.emitSeq && len(l.waiting) == 0 {
+		// In order, nothing held back: the common case skips the map.
+		l.emitSeq++
+		e.write(res)
 		return
 	}
 	l.waiting[res.row.seq] = res

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -279,5 +280,38 @@ func TestEngineRetriesUnavailableModel(t *testing.T) {
 	}
 	if len(sink.written()) != 50 || model.left.Load() >= 0 {
 		t.Fatalf("%d outputs; %d failures left", len(sink.written()), model.left.Load())
+	}
+}
+
+// TestPredictionHeaders: the five headers share one buffer; each value is
+// its own (an append to one cannot overwrite the next).
+func TestPredictionHeaders(t *testing.T) {
+	for _, in := range []*kgo.Record{
+		{Topic: "events", Partition: 7, Offset: 1234567890123},
+		{Topic: "", Partition: 0, Offset: 0},
+		{Topic: strings.Repeat("t", 300), Partition: 2147483647, Offset: 9223372036854775807},
+	} {
+		h := predictionHeaders(in, "fraud-model", "v42")
+		want := map[string]string{
+			HeaderSourceTopic: in.Topic, HeaderSourcePartition: strconv.Itoa(int(in.Partition)),
+			HeaderSourceOffset: strconv.FormatInt(in.Offset, 10), HeaderModel: "fraud-model", HeaderModelVersion: "v42",
+		}
+		if len(h) != len(want) {
+			t.Fatalf("%d headers, want %d: %v", len(h), len(want), h)
+		}
+		for i := range h {
+			_ = append(h[i].Value, "XXXXXXXXXXXXXXXXXXXX"...)
+		}
+		for _, x := range h {
+			if w, ok := want[x.Key]; !ok || string(x.Value) != w {
+				t.Errorf("header %s = %q, want %q", x.Key, x.Value, w)
+			}
+		}
+		src := sourceHeaders(in)
+		for i, x := range src {
+			if x.Key != h[i].Key || string(x.Value) != string(h[i].Value) {
+				t.Errorf("source header %d: %s=%q, prediction has %s=%q", i, x.Key, x.Value, h[i].Key, h[i].Value)
+			}
+		}
 	}
 }
