@@ -326,6 +326,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		if wr.KafkaLatency, err = runLatency(ctx, env, w, base, opts.LoadFractions, sz.latencyDur, opts.MaxDelayMs, passThroughRunner(env)); err != nil {
 			return nil, err
 		}
+		wr.latencyTarget(opts.MaxDelayMs)
 		rep.Workloads = append(rep.Workloads, wr)
 	}
 	rep.Host.LoadAvgEnd = loadAvg()

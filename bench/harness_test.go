@@ -253,3 +253,31 @@ func TestDeployGC(t *testing.T) {
 		}
 	}
 }
+
+// TestLatencyTarget: p99 at 50% load against max_delay + 3x the batch
+// inference time at the sustained max_size, and the pass-through's floor.
+func TestLatencyTarget(t *testing.T) {
+	w := WorkloadReport{
+		ORT:          []BatchPoint{{BatchSize: 8, RowsPerSec: 1000}, {BatchSize: 64, RowsPerSec: 3200}},
+		EndToEnd:     Sustained{BatchSize: 64},
+		Latency:      []LatencyPoint{{LoadFraction: 0.25, P99Ms: 1}, {LoadFraction: 0.5, P99Ms: 60}},
+		KafkaLatency: []LatencyPoint{{LoadFraction: 0.25, P99Ms: 1}, {LoadFraction: 0.5, P99Ms: 12}},
+	}
+	w.latencyTarget(5)
+	got := w.LatencyTarget
+	// 64 rows at 3,200 rows/s: 20 ms a batch; 5 + 3 x 20 = 65 ms.
+	if got == nil || got.BatchInferMs != 20 || got.TargetMs != 65 || !got.Met || got.PassThroughP99 != 12 || got.AboveFloorP99Ms != 48 {
+		t.Fatalf("target %+v", got)
+	}
+	w.Latency[1].P99Ms = 66
+	w.latencyTarget(5)
+	if w.LatencyTarget.Met {
+		t.Errorf("p99 66 ms met a 65 ms target: %+v", w.LatencyTarget)
+	}
+	w.Latency = w.Latency[:1]
+	w.LatencyTarget = nil
+	w.latencyTarget(5)
+	if w.LatencyTarget != nil {
+		t.Errorf("a target without a 50%% point: %+v", w.LatencyTarget)
+	}
+}

@@ -76,6 +76,40 @@ type WorkloadReport struct {
 	// KafkaLatency is the pass-through's latency at the same loads: the
 	// floor that the broker, the clients and this machine set.
 	KafkaLatency []LatencyPoint `json:"kafka_pass_through_latency"`
+	// LatencyTarget checks p99 at 50% load against max_delay + 3x the
+	// batch inference time.
+	LatencyTarget *LatencyTarget `json:"latency_target,omitempty"`
+}
+
+// LatencyTarget is the latency goal at 50% load: p99 at most max_delay
+// plus three times the model's time for one batch of the sustained
+// max_size (from the ONNX Runtime ceiling at that size).
+type LatencyTarget struct {
+	BatchSize       int     `json:"batch_size"`
+	BatchInferMs    float64 `json:"batch_inference_ms"`
+	TargetMs        float64 `json:"target_ms"`
+	P99Ms           float64 `json:"p99_ms"`
+	Met             bool    `json:"met"`
+	PassThroughP99  float64 `json:"pass_through_p99_ms"`
+	AboveFloorP99Ms float64 `json:"p99_above_pass_through_ms"`
+}
+
+// latencyTarget computes the check from the 50% load point, if any.
+func (w *WorkloadReport) latencyTarget(maxDelayMs float64) {
+	rate := ortAt(w.ORT, w.EndToEnd.BatchSize)
+	for i, l := range w.Latency {
+		if l.LoadFraction != 0.5 || rate <= 0 {
+			continue
+		}
+		t := &LatencyTarget{BatchSize: w.EndToEnd.BatchSize, BatchInferMs: 1e3 * float64(w.EndToEnd.BatchSize) / rate, P99Ms: l.P99Ms}
+		t.TargetMs = maxDelayMs + 3*t.BatchInferMs
+		t.Met = l.P99Ms <= t.TargetMs
+		if i < len(w.KafkaLatency) {
+			t.PassThroughP99 = w.KafkaLatency[i].P99Ms
+			t.AboveFloorP99Ms = l.P99Ms - t.PassThroughP99
+		}
+		w.LatencyTarget = t
+	}
 }
 
 func (w *WorkloadReport) ceilings() {
@@ -120,6 +154,21 @@ func (r *Report) notes() {
 		if k, e := w.Kafka.CPUMicrosPerRecord, w.EndToEnd.CPUMicrosPerRecord; k > 0 && e > 0 {
 			n = append(n, fmt.Sprintf("%s: this process spent %.1f µs of CPU per record running kinfer end to end (max_size %d) and %.1f µs in the pass-through: the difference, %.1f µs, is kinfer's work beyond fetching (decoding, batching, the model, encoding, ordering), less the cheaper produce of a small prediction instead of a copy.",
 				w.Name, e, w.EndToEnd.BatchSize, k, e-k))
+		}
+		if t := w.LatencyTarget; t != nil {
+			verdict := "met"
+			if !t.Met {
+				verdict = "not met"
+			}
+			floor := ""
+			if t.PassThroughP99 > 0 {
+				floor = fmt.Sprintf("; the pass-through alone has p99 %.1f ms at this load, so kinfer adds %.1f ms to the floor of this machine", t.PassThroughP99, t.AboveFloorP99Ms)
+				if t.PassThroughP99 > t.TargetMs {
+					floor += " (the floor alone is above the target)"
+				}
+			}
+			n = append(n, fmt.Sprintf("%s latency target at 50%% load: p99 %.1f ms against max_delay + 3 x batch inference time = %g + 3 x %.2f ms (max_size %d) = %.1f ms: %s%s.",
+				w.Name, t.P99Ms, r.MaxDelayMs, t.BatchInferMs, t.BatchSize, t.TargetMs, verdict, floor))
 		}
 		if len(w.Latency) > 0 {
 			var parts []string
