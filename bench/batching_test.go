@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -101,21 +102,31 @@ func benchCopies() int {
 }
 
 // runBatched pushes b.N rows (cycling rows) through a batcher and the
-// model, as a backlog would: full batches leave at once, the rest at the
-// end. With KINFER_BENCH_COPIES=n, n batches run at once on n goroutines
-// (the model's n sessions) while this one forms the next, as the engine
-// does with model.copies. It reports rows/s and the padding ratio.
+// model, as a backlog would, and reports rows/s and the padding ratio (see
+// batchedRate).
 func runBatched(b *testing.B, model inferer, rows []map[string]*tensor.Tensor, cfg batch.Config) {
+	b.ResetTimer()
+	rate, pad := batchedRate(b, model, rows, cfg, b.N)
+	b.ReportMetric(rate, "rows/s")
+	b.ReportMetric(pad, "padding-ratio")
+}
+
+// batchedRate pushes n rows (cycling rows) through a batcher and the
+// model, as a backlog would: full batches leave at once, the rest at the
+// end. With KINFER_BENCH_COPIES=c, c batches run at once on c goroutines
+// (the model's c sessions) while this one forms the next, as the engine
+// does with model.copies. It returns rows/s and the padding ratio.
+func batchedRate(tb testing.TB, model inferer, rows []map[string]*tensor.Tensor, cfg batch.Config, n int) (float64, float64) {
 	bt, err := batch.New(cfg)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	ctx := context.Background()
 	infer := func(x *batch.Batch) {
 		outs, errs := batch.Isolate(ctx, x, model.Infer)
 		for _, err := range errs {
 			if err != nil {
-				b.Error(err)
+				tb.Error(err)
 			}
 		}
 		x.Release(outs) // as the engine does: the next batch reuses the buffers
@@ -141,15 +152,14 @@ func runBatched(b *testing.B, model inferer, rows []map[string]*tensor.Tensor, c
 		}
 	}
 	now := time.Now()
-	b.ResetTimer()
 	start := time.Now()
-	for i := range b.N {
+	for i := range n {
 		bs, err := bt.Add(now, batch.Item{Inputs: rows[i%len(rows)], Ref: i})
 		if err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 		run(bs)
-		if b.Failed() {
+		if tb.Failed() {
 			break
 		}
 	}
@@ -157,12 +167,46 @@ func runBatched(b *testing.B, model inferer, rows []map[string]*tensor.Tensor, c
 	close(work)
 	wg.Wait()
 	elapsed := time.Since(start)
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "rows/s")
 	ratio := 0.0
 	if total > 0 {
 		ratio = float64(padded) / float64(total)
 	}
-	b.ReportMetric(ratio, "padding-ratio")
+	return float64(n) / elapsed.Seconds(), ratio
+}
+
+// BenchmarkBatchingRatio measures seq/buckets128 against seq/batch1 in
+// alternating segments on one model session, b.N pairs (run it with
+// -benchtime 10x or more): a drift in the machine's speed hits both sides
+// of a pair, and the median of the pairs' ratios is the figure the 5x
+// target of shape buckets over batch size 1 is checked against.
+func BenchmarkBatchingRatio(b *testing.B) {
+	seq := seqRows(2048)
+	model := loadModel(b, "seqpool")
+	trim := map[string]int{"token_scores": 0, "logits": -1}
+	one := batch.Config{MaxSize: 1, Pad: map[string]batch.PadSpec{"input_ids": {}}, MaskInput: "attention_mask", TrimAxis: trim}
+	buckets := batch.Config{MaxSize: 128, MaxBytes: 64 << 20, Pad: map[string]batch.PadSpec{"input_ids": {Buckets: buckets32}}, MaskInput: "attention_mask", TrimAxis: trim}
+	batchedRate(b, model, seq, one, 500) // warm up both paths
+	batchedRate(b, model, seq, buckets, 2048)
+	var ratios, ones, bs []float64
+	var pad float64
+	b.ResetTimer()
+	for i := range b.N {
+		var r1, rb float64
+		if i%2 == 0 {
+			r1, _ = batchedRate(b, model, seq, one, 4000)
+			rb, pad = batchedRate(b, model, seq, buckets, 20000)
+		} else {
+			rb, pad = batchedRate(b, model, seq, buckets, 20000)
+			r1, _ = batchedRate(b, model, seq, one, 4000)
+		}
+		ratios, ones, bs = append(ratios, rb/r1), append(ones, r1), append(bs, rb)
+	}
+	b.ReportMetric(median(ratios), "median-ratio")
+	b.ReportMetric(slices.Min(ratios), "min-ratio")
+	b.ReportMetric(slices.Max(ratios), "max-ratio")
+	b.ReportMetric(median(ones), "batch1-rows/s")
+	b.ReportMetric(median(bs), "buckets128-rows/s")
+	b.ReportMetric(pad, "padding-ratio")
 }
 
 // BenchmarkBatching compares, in one run, batch size 1, pad-to-longest and
