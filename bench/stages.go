@@ -444,10 +444,20 @@ func runEngine(ctx context.Context, p *processor.Pipeline, recs []*kgo.Record, p
 	for i := range feeders {
 		feeders[i] = processor.NewFeeder(eng, recs[0].Topic, int32(i))
 	}
-	for _, r := range recs {
-		if ok, err := feeders[r.Partition].Submit(ctx, r); !ok || err != nil {
-			eng.Close()
-			return 0, fmt.Errorf("submit refused: %v", err)
+	// As a fetch hands them over: a window of records, each partition's
+	// share in one go.
+	const window = 1024
+	byPart := make([][]*kgo.Record, partitions)
+	for from := 0; from < len(recs); from += window {
+		for _, r := range recs[from:min(from+window, len(recs))] {
+			byPart[r.Partition] = append(byPart[r.Partition], r)
+		}
+		for p, rs := range byPart {
+			if n, err := feeders[p].SubmitAll(ctx, rs); n != len(rs) || err != nil {
+				eng.Close()
+				return 0, fmt.Errorf("submit refused after %d of %d: %v", n, len(rs), err)
+			}
+			byPart[p] = rs[:0]
 		}
 	}
 	select {

@@ -27,3 +27,10 @@ func NewFeeder(e *Engine, topic string, partition int32) *Feeder {
 func (f *Feeder) Submit(ctx context.Context, rec *kgo.Record) (bool, error) {
 	return f.e.Submit(ctx, f.l, rec)
 }
+
+// SubmitAll hands recs to the engine in one go, as the Kafka source does
+// with a fetch's records of one partition (see Engine.SubmitAll), and
+// returns how many it took.
+func (f *Feeder) SubmitAll(ctx context.Context, recs []*kgo.Record) (int, error) {
+	return f.e.SubmitAll(ctx, f.l, recs)
+}

@@ -24,6 +24,18 @@ func newBudget(maxRecs int, maxBytes int64) *budget {
 	return b
 }
 
+// tryAcquire takes n if that needs no wait, and reports whether it did.
+func (b *budget) tryAcquire(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.recs < b.maxRecs && (b.recs == 0 || b.bytes+n <= b.maxBytes) {
+		b.recs++
+		b.bytes += n
+		return true
+	}
+	return false
+}
+
 func (b *budget) acquire(ctx context.Context, n int64) error {
 	// Fast path: under the cap, take it without arming a context callback
 	// (this runs once per record).

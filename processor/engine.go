@@ -60,7 +60,9 @@ type Engine struct {
 	// to the same worker, so its rows reach the batchers in offset order
 	// and batches cut each partition's rows in order (a model swapped
 	// mid-stream then switches versions at one point per partition).
-	decodeChs []chan *row
+	// Rows travel in slices (a fetch's records of one partition, up to
+	// decodeChunk), one channel operation per slice instead of per row.
+	decodeChs []chan []*row
 	// encodeCh feeds the encode workers (as many as decode workers) with
 	// the rows of a batch that went through the last step, so encoding
 	// predictions runs beside inference instead of after it on the
@@ -85,7 +87,7 @@ type Engine struct {
 type stepRun struct {
 	*Step
 	idx  int
-	in   chan *row
+	in   chan []*row
 	work chan stepBatch
 }
 
@@ -170,13 +172,13 @@ func NewGraphEngine(cfg EngineConfig, codec Codec, steps []*Step, sink Sink, m *
 	e.abortCtx, e.abort = context.WithCancel(context.Background())
 	e.produced = m.Produced.WithLabelValues(cfg.OutputTopic)
 	for range cfg.DecodeWorkers {
-		e.decodeChs = append(e.decodeChs, make(chan *row, 64))
+		e.decodeChs = append(e.decodeChs, make(chan []*row, 64))
 	}
 	e.encodeCh = make(chan []*row, cfg.DecodeWorkers)
 	for i, s := range steps {
 		workers := max(s.Workers, 1)
 		e.steps = append(e.steps, &stepRun{Step: s, idx: i,
-			in:   make(chan *row, max(s.Batch.MaxSize, 1)*4+64),
+			in:   make(chan []*row, max(s.Batch.MaxSize, 1)*4+64),
 			work: make(chan stepBatch, workers)})
 		if sm, ok := s.Models.(SingleModel); ok {
 			m.modelInfo(ModelInfo{Name: sm.Model.Name(), Version: sm.Model.Version()})
@@ -260,29 +262,65 @@ func (e *Engine) fail(err error) {
 // up. It returns false without taking the record when the lane no longer
 // accepts records (revoked).
 func (e *Engine) Submit(ctx context.Context, l *lane, rec *kgo.Record) (bool, error) {
-	size := int64(len(rec.Value) + len(rec.Key))
-	if err := e.budget.acquire(ctx, size); err != nil {
-		return false, err
+	n, err := e.SubmitAll(ctx, l, []*kgo.Record{rec})
+	return n == 1, err
+}
+
+// decodeChunk is the most rows handed to a decode worker at once: enough
+// to make the hand-over cheap, few enough that decoding starts while the
+// rest of a large fetch is still being tracked.
+const decodeChunk = 64
+
+// SubmitAll hands records of one lane to the engine, in offset order, as
+// Submit does one by one, and returns how many it took: fewer than
+// len(recs) when the lane stopped accepting records (revoked) or ctx
+// ended while the in-flight budget was used up (then with ctx's error).
+func (e *Engine) SubmitAll(ctx context.Context, l *lane, recs []*kgo.Record) (int, error) {
+	ch := e.decodeChs[int(uint32(l.partition))%len(e.decodeChs)]
+	pending := make([]*row, 0, min(len(recs), decodeChunk))
+	flush := func() {
+		if len(pending) == 0 {
+			return
+		}
+		if l.consumed == nil {
+			l.consumed = e.metrics.Consumed.WithLabelValues(pending[0].rec.Topic, strconv.Itoa(int(l.partition)))
+		}
+		l.consumed.Add(float64(len(pending)))
+		select {
+		case ch <- pending:
+		case <-ctx.Done():
+			// The rows are tracked; they must still flow or be abandoned.
+			// Hand them over without the context so tracking stays
+			// consistent.
+			ch <- pending
+		}
+		pending = make([]*row, 0, min(len(recs), decodeChunk))
 	}
-	ent, seq, ok := l.track(rec, size)
-	if !ok {
-		e.budget.release(size)
-		return false, nil
+	now := time.Now()
+	for i, rec := range recs {
+		size := int64(len(rec.Value) + len(rec.Key))
+		if !e.budget.tryAcquire(size) {
+			// The rows held here count against the budget: let them go
+			// before waiting for it to free up.
+			flush()
+			if err := e.budget.acquire(ctx, size); err != nil {
+				return i, err
+			}
+			now = time.Now()
+		}
+		ent, seq, ok := l.track(rec, size)
+		if !ok {
+			e.budget.release(size)
+			flush()
+			return i, nil
+		}
+		pending = append(pending, &row{lane: l, seq: seq, ent: ent, rec: rec, t0: now})
+		if len(pending) == decodeChunk {
+			flush()
+		}
 	}
-	if l.consumed == nil {
-		l.consumed = e.metrics.Consumed.WithLabelValues(rec.Topic, strconv.Itoa(int(rec.Partition)))
-	}
-	l.consumed.Inc()
-	r := &row{lane: l, seq: seq, ent: ent, rec: rec, t0: time.Now()}
-	select {
-	case e.decodeChs[int(uint32(l.partition))%len(e.decodeChs)] <- r:
-		return true, nil
-	case <-ctx.Done():
-		// The record is tracked; it must still flow or be abandoned. Hand
-		// it over without the context so tracking stays consistent.
-		e.decodeChs[int(uint32(l.partition))%len(e.decodeChs)] <- r
-		return true, nil
-	}
+	flush()
+	return len(recs), nil
 }
 
 // Close stops taking records and waits until every submitted row has gone
@@ -305,8 +343,17 @@ func (e *Engine) InFlight() (int, int64) { return e.budget.inFlight() }
 // a drain times out.
 func (e *Engine) Abort() { e.abort() }
 
-func (e *Engine) decodeLoop(in <-chan *row) {
-	for r := range in {
+func (e *Engine) decodeLoop(in <-chan []*row) {
+	for rs := range in {
+		e.enterAll(0, e.decodeRows(rs))
+	}
+}
+
+// decodeRows decodes rs in place and returns the rows that decoded (the
+// others are dead-lettered or dropped).
+func (e *Engine) decodeRows(rs []*row) []*row {
+	ok := rs[:0]
+	for _, r := range rs {
 		if r.lane.abandoned.Load() {
 			continue
 		}
@@ -328,30 +375,40 @@ func (e *Engine) decodeLoop(in <-chan *row) {
 		r.dec = d
 		r.outs = make([]map[string]*tensor.Tensor, len(e.steps))
 		r.served = make([]ModelInfo, len(e.steps))
-		e.enter(0, r)
+		ok = append(ok, r)
 	}
+	return ok
 }
 
-// enter sends r to step i, or encodes and delivers it after the last step.
-func (e *Engine) enter(i int, r *row) {
+// enterAll sends rs to step i in one hand-over, or encodes and delivers
+// them after the last step. Rows that cannot enter are dead-lettered.
+func (e *Engine) enterAll(i int, rs []*row) {
 	if i == len(e.steps) {
-		e.finish(r)
+		for _, r := range rs {
+			e.finish(r)
+		}
 		return
 	}
 	s := e.steps[i]
-	r.model = s.Name
-	variant, err := s.Models.Route(r.rec.Key, r.dec)
-	if err != nil {
-		e.deadLetter(r, ReasonOf(err), fmt.Errorf("step %q: %w", s.Name, err))
-		return
+	ok := rs[:0]
+	for _, r := range rs {
+		r.model = s.Name
+		variant, err := s.Models.Route(r.rec.Key, r.dec)
+		if err != nil {
+			e.deadLetter(r, ReasonOf(err), fmt.Errorf("step %q: %w", s.Name, err))
+			continue
+		}
+		in, err := s.inputsFor(r)
+		if err != nil {
+			e.deadLetter(r, ReasonInference, err)
+			continue
+		}
+		r.variant, r.stepIn = variant, in
+		ok = append(ok, r)
 	}
-	in, err := s.inputsFor(r)
-	if err != nil {
-		e.deadLetter(r, ReasonInference, err)
-		return
+	if len(ok) > 0 {
+		s.in <- ok
 	}
-	r.variant, r.stepIn = variant, in
-	s.in <- r
 }
 
 // batchLoop owns a step's batchers, one per variant (rows of different
@@ -388,28 +445,31 @@ func (e *Engine) batchLoop(s *stepRun) {
 	}
 	for {
 		select {
-		case r, ok := <-s.in:
+		case rs, ok := <-s.in:
 			if !ok {
 				for v, bt := range batchers {
 					send(v, bt.Flush())
 				}
 				return
 			}
-			bt := batchers[r.variant]
-			if bt == nil {
-				bt, _ = batch.New(s.Batch) // validated in NewGraphEngine
-				batchers[r.variant] = bt
-			}
-			bs, err := bt.Add(time.Now(), batch.Item{Inputs: r.stepIn, Ref: r})
-			if err != nil {
-				reason := ReasonBatch
-				var be *batch.RowError
-				if errors.As(err, &be) && be.Reason != "" {
-					reason = be.Reason
+			now := time.Now()
+			for _, r := range rs {
+				bt := batchers[r.variant]
+				if bt == nil {
+					bt, _ = batch.New(s.Batch) // validated in NewGraphEngine
+					batchers[r.variant] = bt
 				}
-				e.deadLetter(r, reason, fmt.Errorf("step %q: %w", s.Name, err))
+				bs, err := bt.Add(now, batch.Item{Inputs: r.stepIn, Ref: r})
+				if err != nil {
+					reason := ReasonBatch
+					var be *batch.RowError
+					if errors.As(err, &be) && be.Reason != "" {
+						reason = be.Reason
+					}
+					e.deadLetter(r, reason, fmt.Errorf("step %q: %w", s.Name, err))
+				}
+				send(r.variant, bs)
 			}
-			send(r.variant, bs)
 			// Drain what is already queued before paying for a timer reset.
 			if len(s.in) > 0 {
 				continue
@@ -486,7 +546,7 @@ func (e *Engine) runBatch(ctx context.Context, s *stepRun, sb stepBatch) {
 		e.log.Warn("batch failed in the model; isolated failing rows", "step", s.Name, "model", info.Name, "rows", len(b.Refs), "calls", calls)
 	}
 	last := s.idx+1 == len(e.steps)
-	var done []*row // rows for the encode workers
+	var done []*row // rows for the encode workers, or the next step
 	for i, ref := range b.Refs {
 		r := ref.(*row)
 		if rowErrs[i] != nil && ReasonOf(rowErrs[i]) == ReasonUnavailable {
@@ -500,18 +560,19 @@ func (e *Engine) runBatch(ctx context.Context, s *stepRun, sb stepBatch) {
 		r.outs[s.idx] = outs[i]
 		r.served[s.idx] = info
 		r.stepIn = nil
-		if last {
-			done = append(done, r)
-			continue
-		}
-		e.enter(s.idx+1, r)
+		done = append(done, r)
 	}
 	// The model is done with the stacked inputs: reuse their buffers
 	// (kept when a model returned an input as an output).
 	b.Release(outs)
-	if len(done) > 0 {
-		e.encodeCh <- done
+	if len(done) == 0 {
+		return
 	}
+	if last {
+		e.encodeCh <- done
+		return
+	}
+	e.enterAll(s.idx+1, done)
 }
 
 // finish encodes a row that went through every step and delivers it.

@@ -502,15 +502,17 @@ func (s *Stream) handleFetches(ctx context.Context, fetches kgo.Fetches, e *Engi
 		}
 	})
 	var submitErr error
-	fetches.EachRecord(func(rec *kgo.Record) {
-		if submitErr != nil {
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if submitErr != nil || len(p.Records) == 0 {
 			return
 		}
-		l := s.lane(rec.Partition)
+		l := s.lane(p.Partition)
 		if l == nil {
 			return // revoked between fetch and now; the next owner reads it
 		}
-		if _, err := e.Submit(ctx, l, rec); err != nil {
+		// A partition's records in one hand-over; a lane revoked midway
+		// takes the first part, and the next owner reads the rest.
+		if _, err := e.SubmitAll(ctx, l, p.Records); err != nil {
 			submitErr = err
 		}
 	})
