@@ -34,6 +34,11 @@ type Sustained struct {
 	// (the figures above are the median run's).
 	Rounds      []float64 `json:"rounds,omitempty"`
 	DeadLetters int64     `json:"dead_letters"`
+	// PassThroughBefore is the Kafka pass-through's records/s in the run
+	// right before this one; PairedRatios are every run's records/s over
+	// that (on the median run).
+	PassThroughBefore float64   `json:"pass_through_before,omitempty"`
+	PairedRatios      []float64 `json:"paired_ratios,omitempty"`
 }
 
 // e2eEnv is what the end-to-end runs need from the harness.

@@ -246,29 +246,31 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 		err = func() error {
 			defer deleteTopics(opts.Brokers, in)
-			// The pass-through runs once per round too, before that round's
-			// kinfer runs (the first one right after the preload, while
-			// the broker still flushes it): the ceiling is its best round.
-			passThrough := func(r int) error {
-				out := env.name(w.Name, fmt.Sprintf("copy-%d", r))
+			// The pass-through runs right before every kinfer run (the
+			// first one right after the preload, while the broker still
+			// flushes it): the ceiling is its best run, and each kinfer run
+			// is also compared with the pass-through just before it, a pair
+			// that a drift in the machine's speed hits on both sides.
+			passThrough := func(tag string) (float64, error) {
+				out := env.name(w.Name, "copy-"+tag)
 				if err := createTopics(ctx, opts.Brokers, opts.Partitions, out); err != nil {
-					return err
+					return 0, err
 				}
-				progress("%s: Kafka pass-through of %d records, round %d/%d", w.Name, n, r+1, sz.sweepRounds)
+				progress("%s: Kafka pass-through of %d records, %s", w.Name, n, tag)
 				var t Throughput
-				err := profiled(opts.ProfileDir, fmt.Sprintf("%s-passthrough-r%d", w.Name, r+1), func() (err error) {
-					t, err = kafkaPassThrough(ctx, opts.Brokers, in, out, env.name(w.Name, fmt.Sprintf("copy-group-%d", r)), n)
+				err := profiled(opts.ProfileDir, fmt.Sprintf("%s-passthrough-%s", w.Name, tag), func() (err error) {
+					t, err = kafkaPassThrough(ctx, opts.Brokers, in, out, env.name(w.Name, "copy-group-"+tag), n)
 					return err
 				})
 				deleteTopics(opts.Brokers, out)
 				if err != nil {
-					return err
+					return 0, err
 				}
 				wr.KafkaRounds = append(wr.KafkaRounds, t.RecordsPerSec)
 				if t.RecordsPerSec > wr.Kafka.RecordsPerSec {
 					wr.Kafka = t
 				}
-				return nil
+				return t.RecordsPerSec, nil
 			}
 			// kinfer at every batch size, in rounds (each round in another
 			// order, so a drift in the machine's load hits every size), each
@@ -278,24 +280,26 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			// records than the model alone could do in that time.
 			runs := map[int][]Sustained{}
 			for r := range sz.sweepRounds {
-				if err := passThrough(r); err != nil {
-					return err
-				}
 				order := slices.Clone(opts.BatchSizes)
 				if r%2 == 1 {
 					slices.Reverse(order)
 				}
 				for _, b := range order {
+					before, err := passThrough(fmt.Sprintf("r%d-b%d", r+1, b))
+					if err != nil {
+						return err
+					}
 					m := min(n, max(100, int(ortAt(wr.ORT, b)*sz.sweepMaxTime.Seconds())))
 					progress("%s: kinfer end to end, round %d/%d, %d records, max_size %d, max_delay %gms", w.Name, r+1, sz.sweepRounds, m, b, opts.MaxDelayMs)
 					var s Sustained
-					err := profiled(opts.ProfileDir, fmt.Sprintf("%s-kinfer-b%d-r%d", w.Name, b, r+1), func() (err error) {
+					err = profiled(opts.ProfileDir, fmt.Sprintf("%s-kinfer-b%d-r%d", w.Name, b, r+1), func() (err error) {
 						s, err = runSustained(ctx, env, w, in, m, b, opts.MaxDelayMs, sz.sweepMaxTime)
 						return err
 					})
 					if err != nil {
 						return err
 					}
+					s.PassThroughBefore = before
 					runs[b] = append(runs[b], s)
 				}
 			}
@@ -358,9 +362,12 @@ func medianRun(ss []Sustained) Sustained {
 	s := slices.Clone(ss)
 	slices.SortFunc(s, func(a, b Sustained) int { return cmp.Compare(a.RecordsPerSec, b.RecordsPerSec) })
 	m := s[(len(s)-1)/2]
-	m.Rounds = nil
+	m.Rounds, m.PairedRatios = nil, nil
 	for _, x := range ss {
 		m.Rounds = append(m.Rounds, x.RecordsPerSec)
+		if x.PassThroughBefore > 0 {
+			m.PairedRatios = append(m.PairedRatios, x.RecordsPerSec/x.PassThroughBefore)
+		}
 	}
 	return m
 }

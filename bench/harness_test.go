@@ -65,6 +65,9 @@ func TestIntegrationBenchShort(t *testing.T) {
 		if w.Kafka.RecordsPerSec <= 0 || w.Kafka.Records <= 0 {
 			t.Errorf("%s: Kafka pass-through %+v", w.Name, w.Kafka)
 		}
+		if w.EndToEnd.PassThroughBefore <= 0 || len(w.EndToEnd.PairedRatios) == 0 || w.RatioPaired <= 0 || len(w.KafkaRounds) != len(w.Sweep)*len(w.EndToEnd.Rounds) {
+			t.Errorf("%s: paired pass-through %v, ratios %v (median %v), %d pass-through runs", w.Name, w.EndToEnd.PassThroughBefore, w.EndToEnd.PairedRatios, w.RatioPaired, len(w.KafkaRounds))
+		}
 		if len(w.Sweep) != 3 || w.EndToEnd.RecordsPerSec <= 0 || w.EndToEnd.DeadLetters != 0 {
 			t.Errorf("%s: end to end %+v, sweep %+v", w.Name, w.EndToEnd, w.Sweep)
 		}

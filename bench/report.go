@@ -57,7 +57,7 @@ type WorkloadReport struct {
 	ORTBest BatchPoint   `json:"ort_best"`
 	// Kafka is the consume+produce pass-through of the same records.
 	Kafka Throughput `json:"kafka_pass_through"`
-	// KafkaRounds are the pass-through's records/s in every round; Kafka
+	// KafkaRounds are the pass-through's records/s in every run; Kafka
 	// is the best of them.
 	KafkaRounds []float64 `json:"kafka_pass_through_rounds,omitempty"`
 	// Ceiling is min(ORTBest, Kafka) and CeilingName which one it is.
@@ -71,6 +71,9 @@ type WorkloadReport struct {
 	RatioToCeiling float64 `json:"ratio_to_ceiling"`
 	RatioToORT     float64 `json:"ratio_to_ort"`
 	RatioToKafka   float64 `json:"ratio_to_kafka"`
+	// RatioPaired is the median, over the end-to-end batch size's runs, of
+	// each run against the pass-through run right before it.
+	RatioPaired float64 `json:"ratio_paired"`
 
 	Latency []LatencyPoint `json:"latency"`
 	// KafkaLatency is the pass-through's latency at the same loads: the
@@ -119,6 +122,7 @@ func (w *WorkloadReport) ceilings() {
 	}
 	e := w.EndToEnd.RecordsPerSec
 	w.RatioToCeiling, w.RatioToORT, w.RatioToKafka = safeDiv(e, w.Ceiling), safeDiv(e, w.ORTBest.RowsPerSec), safeDiv(e, w.Kafka.RecordsPerSec)
+	w.RatioPaired = median(w.EndToEnd.PairedRatios)
 }
 
 func safeDiv(a, b float64) float64 {
@@ -148,8 +152,16 @@ func (r *Report) notes() {
 				rounds[i] = num(x)
 			}
 			med := median(w.KafkaRounds)
-			n = append(n, fmt.Sprintf("%s: Kafka pass-through rounds %s records/s; the best is the ceiling (conservative: kinfer's figure is a median). Against the pass-through's median round (%s), kinfer's end to end is %.2f.",
+			n = append(n, fmt.Sprintf("%s: Kafka pass-through runs %s records/s; the best is the ceiling (conservative: kinfer's figure is a median). Against the pass-through's median run (%s), kinfer's end to end is %.2f.",
 				w.Name, strings.Join(rounds, ", "), num(med), safeDiv(w.EndToEnd.RecordsPerSec, med)))
+		}
+		if len(w.EndToEnd.PairedRatios) > 0 && w.CeilingName == "Kafka pass-through" {
+			pr := make([]string, len(w.EndToEnd.PairedRatios))
+			for i, x := range w.EndToEnd.PairedRatios {
+				pr[i] = fmt.Sprintf("%.2f", x)
+			}
+			n = append(n, fmt.Sprintf("%s: each kinfer run at max_size %d against the pass-through run right before it: %s; median %.2f (the figure least moved by the machine's drift).",
+				w.Name, w.EndToEnd.BatchSize, strings.Join(pr, ", "), w.RatioPaired))
 		}
 		if k, e := w.Kafka.CPUMicrosPerRecord, w.EndToEnd.CPUMicrosPerRecord; k > 0 && e > 0 {
 			n = append(n, fmt.Sprintf("%s: this process spent %.1f µs of CPU per record running kinfer end to end (max_size %d) and %.1f µs in the pass-through: the difference, %.1f µs, is kinfer's work beyond fetching (decoding, batching, the model, encoding, ordering), less the cheaper produce of a small prediction instead of a copy.",
@@ -295,18 +307,18 @@ func (r *Report) Markdown() string {
 
 	if len(r.Workloads) > 0 {
 		p("## End to end against the ceilings\n\n")
-		p("| workload | record bytes | ONNX Runtime alone (best batch) | Kafka pass-through | min(ceilings) | kinfer end to end (max_size) | end to end / min(ceilings) | / ORT | / Kafka |\n")
-		p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		p("| workload | record bytes | ONNX Runtime alone (best batch) | Kafka pass-through | min(ceilings) | kinfer end to end (max_size) | end to end / min(ceilings) | / ORT | / Kafka | / pass-through run before (median) |\n")
+		p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 		for _, w := range r.Workloads {
-			p("| %s | %d | %s/s (%d) | %s/s | %s/s | %s/s (%d) | **%.2f** | %.2f | %.2f |\n", w.Name, w.ValueBytes,
+			p("| %s | %d | %s/s (%d) | %s/s | %s/s | %s/s (%d) | **%.2f** | %.2f | %.2f | %.2f |\n", w.Name, w.ValueBytes,
 				num(w.ORTBest.RowsPerSec), w.ORTBest.BatchSize, num(w.Kafka.RecordsPerSec), num(w.Ceiling),
-				num(w.EndToEnd.RecordsPerSec), w.EndToEnd.BatchSize, w.RatioToCeiling, w.RatioToORT, w.RatioToKafka)
+				num(w.EndToEnd.RecordsPerSec), w.EndToEnd.BatchSize, w.RatioToCeiling, w.RatioToORT, w.RatioToKafka, w.RatioPaired)
 		}
 		p("\n")
 		for _, w := range r.Workloads {
 			p("- **%s**: %s.\n", w.Name, w.Description)
 		}
-		p("\nONNX Runtime alone: `Infer` on batches built beforehand (text: full batches per padding bucket, with the mask, encoder then classifier), median of the repeats. Kafka pass-through: a franz-go group member copying the same preloaded records to another topic (same partition, kinfer's fetch sizes and producer defaults), timed from the first records fetched to the last copy acknowledged, once per round before that round's kinfer runs; the ceiling is the best round. kinfer: `processor.Build` + `processor.RunStream` in this process over the same preloaded topic with a fresh group, timed from the first record taken to the last prediction acknowledged (the group join before that is the startup column). Each batch size runs in several rounds of up to a few seconds of the backlog; the tables show the median run, and the end-to-end figure is the best median.\n\n")
+		p("\nONNX Runtime alone: `Infer` on batches built beforehand (text: full batches per padding bucket, with the mask, encoder then classifier), median of the repeats. Kafka pass-through: a franz-go group member copying the same preloaded records to another topic (same partition, kinfer's fetch sizes and producer defaults), timed from the first records fetched to the last copy acknowledged, right before every kinfer run; the ceiling is its best run, and the last column is the median of kinfer's runs at the chosen max_size each against the pass-through run right before it. kinfer: `processor.Build` + `processor.RunStream` in this process over the same preloaded topic with a fresh group, timed from the first record taken to the last prediction acknowledged (the group join before that is the startup column). Each batch size runs in several rounds of up to a few seconds of the backlog; the tables show the median run, and the end-to-end figure is the best median.\n\n")
 
 		p("## Throughput against batch size\n\n")
 		p("| workload | batch size | ONNX Runtime alone rows/s | kinfer end to end records/s (median) | every round | CPU µs/record | records | startup s |\n| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |\n")
