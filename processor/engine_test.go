@@ -315,3 +315,20 @@ func TestPredictionHeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestRestartWait: quick failures back off to 30 s; a member that ran
+// stably resets the pause.
+func TestRestartWait(t *testing.T) {
+	var w time.Duration
+	var got []time.Duration
+	for _, ran := range []time.Duration{0, time.Second, time.Second, time.Second, time.Second, time.Second, time.Second, stableRun, time.Second} {
+		w = restartWait(w, ran)
+		got = append(got, w)
+	}
+	want := []time.Duration{1, 2, 4, 8, 16, 30, 30, 1, 2}
+	for i := range want {
+		if got[i] != want[i]*time.Second {
+			t.Fatalf("pauses %v, want %v seconds", got, want)
+		}
+	}
+}

@@ -73,7 +73,9 @@ func RunStream(ctx context.Context, p *Pipeline, opts RunOptions) error {
 	}
 	cur := &currentEngine{}
 	m.RegisterInFlight(opts.Registerer, cur)
-	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
+	var wait time.Duration
+	for {
+		started := time.Now()
 		err := runMember(ctx, p, opts, brokers, m, cur, log)
 		var lost *sessionLostError
 		if !errors.As(err, &lost) {
@@ -82,6 +84,7 @@ func RunStream(ctx context.Context, p *Pipeline, opts RunOptions) error {
 		if ctx.Err() != nil {
 			return nil // shutting down: the next owner redoes the records
 		}
+		wait = restartWait(wait, time.Since(started))
 		// franz-go: no error from ending a transaction is retryable on
 		// that client. Nothing of the failed transaction is visible, so a
 		// new member with a new session redoes its records.
@@ -92,6 +95,22 @@ func RunStream(ctx context.Context, p *Pipeline, opts RunOptions) error {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// stableRun is how long a member must have run for the next restart to
+// start again from the shortest pause.
+const stableRun = 2 * time.Minute
+
+// restartWait is the pause before a new member, given the previous pause
+// (0: none yet) and how long the member that just ended ran: 1 s the first
+// time and after a member that ran stableRun or longer; otherwise twice
+// the previous pause, at most 30 s. A broker outage backs off; a session
+// lost once a day does not wait 30 s because of last week's outage.
+func restartWait(prev, ran time.Duration) time.Duration {
+	if prev == 0 || ran >= stableRun {
+		return time.Second
+	}
+	return min(2*prev, 30*time.Second)
 }
 
 // currentEngine is the engine of the member running now (a lost
