@@ -183,27 +183,32 @@ func (in *FitInput) Source() transform.Source {
 		first := in.pass == 1
 		start := time.Now()
 		var n int64
-		submit := func(ctx context.Context, p int32, rec *kgo.Record) error {
+		submit := func(ctx context.Context, p int32, recs []*kgo.Record) error {
 			dec := in.decs[0]
 			if in.files != nil {
 				dec = in.decs[p]
 			}
-			r, err := dec.Decode(ctx, rec.Value)
-			if err != nil {
-				if errors.Is(err, schema.ErrRegistryUnavailable) || ctx.Err() != nil {
-					return fmt.Errorf("decoding %s/%d@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
-				}
-				if first {
-					in.failed++
-					if in.reasons == nil {
-						in.reasons = map[string]int64{}
+			for _, rec := range recs {
+				r, err := dec.Decode(ctx, rec.Value)
+				if err != nil {
+					if errors.Is(err, schema.ErrRegistryUnavailable) || ctx.Err() != nil {
+						return fmt.Errorf("decoding %s/%d@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
 					}
-					in.reasons[schema.ReasonOf(err)]++
+					if first {
+						in.failed++
+						if in.reasons == nil {
+							in.reasons = map[string]int64{}
+						}
+						in.reasons[schema.ReasonOf(err)]++
+					}
+					continue
 				}
-				return nil
+				n++
+				if err := observe(r.Native); err != nil {
+					return err
+				}
 			}
-			n++
-			return observe(r.Native)
+			return nil
 		}
 		from, end := map[int32]int64{}, map[int32]int64{}
 		for p, r := range in.ranges {

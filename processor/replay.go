@@ -372,15 +372,15 @@ func RunReplay(ctx context.Context, p *Pipeline, opts ReplayOptions) (*ReplaySum
 		}
 		lanes[part] = newLane(topic, part)
 	}
-	submit := func(ctx context.Context, part int32, rec *kgo.Record) error {
-		ok, err := eng.Submit(ctx, lanes[part], rec)
+	submit := func(ctx context.Context, part int32, recs []*kgo.Record) error {
+		n, err := eng.SubmitAll(ctx, lanes[part], recs)
+		counter.in.Add(int64(n))
 		if err != nil {
 			return err
 		}
-		if !ok {
+		if n < len(recs) {
 			return fmt.Errorf("partition %d no longer takes records", part)
 		}
-		counter.in.Add(1)
 		return nil
 	}
 

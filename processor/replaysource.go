@@ -25,7 +25,7 @@ import (
 // file's) records in order, through submit, from one goroutine. run
 // returns nil once every partition reached its end.
 type replaySource interface {
-	run(ctx context.Context, submit func(ctx context.Context, p int32, rec *kgo.Record) error) error
+	run(ctx context.Context, submit func(ctx context.Context, p int32, recs []*kgo.Record) error) error
 }
 
 // submitChunk is the number of records a topic poll or a file block hands
@@ -42,7 +42,7 @@ type topicSource struct {
 	log   *slog.Logger
 }
 
-func (s *topicSource) run(ctx context.Context, submit func(context.Context, int32, *kgo.Record) error) error {
+func (s *topicSource) run(ctx context.Context, submit func(context.Context, int32, []*kgo.Record) error) error {
 	offsets := map[int32]kgo.Offset{}
 	for p, off := range s.from {
 		if off < s.end[p] {
@@ -105,20 +105,29 @@ func (s *topicSource) run(ctx context.Context, submit func(context.Context, int3
 				return
 			}
 			end := s.end[p]
+			// The partition's records in the slice, in one hand-over.
+			take := make([]*kgo.Record, 0, len(fp.Records))
+			last := false
 			for _, rec := range fp.Records {
 				if rec.Offset >= end {
-					finish(p)
-					return
+					last = true
+					break
 				}
 				if !rec.Attrs.IsControl() {
-					if serr = submit(ctx, p, rec); serr != nil {
-						return
-					}
+					take = append(take, rec)
 				}
 				if rec.Offset >= end-1 {
-					finish(p)
+					last = true
+					break
+				}
+			}
+			if len(take) > 0 {
+				if serr = submit(ctx, p, take); serr != nil {
 					return
 				}
+			}
+			if last {
+				finish(p)
 			}
 		})
 		if serr != nil {
@@ -246,7 +255,7 @@ type fileChunk struct {
 	recs []*kgo.Record
 }
 
-func (s *fileSource) run(ctx context.Context, submit func(context.Context, int32, *kgo.Record) error) error {
+func (s *fileSource) run(ctx context.Context, submit func(context.Context, int32, []*kgo.Record) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	chunks := make(chan fileChunk, 2*s.parallel)
@@ -288,11 +297,8 @@ func (s *fileSource) run(ctx context.Context, submit func(context.Context, int32
 		if serr != nil {
 			continue // drain so the readers can finish
 		}
-		for _, rec := range c.recs {
-			if serr = submit(ctx, c.p, rec); serr != nil {
-				cancel()
-				break
-			}
+		if serr = submit(ctx, c.p, c.recs); serr != nil {
+			cancel()
 		}
 	}
 	errMu.Lock()
