@@ -256,3 +256,24 @@ func writeFittedF(f *testing.F) (string, *Pipeline) {
 	}
 	return dir, p
 }
+
+// TestArtifactOfAndBindAs: an unfitted stage has no artifact (a nil
+// interface, not a nil pointer in one), and binding an artifact of
+// another stage's type names both types.
+func TestArtifactOfAndBindAs(t *testing.T) {
+	var unfitted *MomentsArtifact
+	if a := artifactOf(unfitted); a != nil {
+		t.Errorf("artifactOf(nil pointer) = %#v, want a nil interface", a)
+	}
+	m := &MomentsArtifact{}
+	if a := artifactOf(m); a != Artifact(m) {
+		t.Errorf("artifactOf(m) = %#v", a)
+	}
+	if got, err := bindAs[*MomentsArtifact](m); err != nil || got != m {
+		t.Errorf("bindAs(m) = %v, %v", got, err)
+	}
+	_, err := bindAs[*MomentsArtifact](&BucketsArtifact{})
+	if err == nil || err.Error() != "artifact *transform.BucketsArtifact, want *MomentsArtifact" {
+		t.Errorf("bindAs(buckets) error %v", err)
+	}
+}

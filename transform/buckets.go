@@ -94,17 +94,12 @@ type bucketizeStage struct {
 	art *BucketsArtifact
 }
 
-func (s *bucketizeStage) Artifact() Artifact {
-	if s.art == nil {
-		return nil
-	}
-	return s.art
-}
+func (s *bucketizeStage) Artifact() Artifact { return artifactOf(s.art) }
 
 func (s *bucketizeStage) bind(a Artifact, _ []Stage) (Stage, error) {
-	b, ok := a.(*BucketsArtifact)
-	if !ok {
-		return nil, fmt.Errorf("artifact %T, want *BucketsArtifact", a)
+	b, err := bindAs[*BucketsArtifact](a)
+	if err != nil {
+		return nil, err
 	}
 	c := *s
 	c.art = b

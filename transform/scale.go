@@ -132,17 +132,12 @@ type zscoreStage struct {
 	art *MomentsArtifact
 }
 
-func (s *zscoreStage) Artifact() Artifact {
-	if s.art == nil {
-		return nil
-	}
-	return s.art
-}
+func (s *zscoreStage) Artifact() Artifact { return artifactOf(s.art) }
 
 func (s *zscoreStage) bind(a Artifact, _ []Stage) (Stage, error) {
-	m, ok := a.(*MomentsArtifact)
-	if !ok {
-		return nil, fmt.Errorf("artifact %T, want *MomentsArtifact", a)
+	m, err := bindAs[*MomentsArtifact](a)
+	if err != nil {
+		return nil, err
 	}
 	c := *s
 	c.art = m
@@ -333,17 +328,12 @@ func (s *minMaxStage) outputRange() (float64, float64) {
 	return *s.p.cfg.OutputMin, *s.p.cfg.OutputMax
 }
 
-func (s *minMaxStage) Artifact() Artifact {
-	if s.art == nil {
-		return nil
-	}
-	return s.art
-}
+func (s *minMaxStage) Artifact() Artifact { return artifactOf(s.art) }
 
 func (s *minMaxStage) bind(a Artifact, _ []Stage) (Stage, error) {
-	m, ok := a.(*MinMaxArtifact)
-	if !ok {
-		return nil, fmt.Errorf("artifact %T, want *MinMaxArtifact", a)
+	m, err := bindAs[*MinMaxArtifact](a)
+	if err != nil {
+		return nil, err
 	}
 	c := *s
 	c.art = m
@@ -509,17 +499,12 @@ type gaussianStage struct {
 	refs, negQ, negRefs [][]float64
 }
 
-func (s *gaussianStage) Artifact() Artifact {
-	if s.art == nil {
-		return nil
-	}
-	return s.art
-}
+func (s *gaussianStage) Artifact() Artifact { return artifactOf(s.art) }
 
 func (s *gaussianStage) bind(a Artifact, _ []Stage) (Stage, error) {
-	q, ok := a.(*QuantilesArtifact)
-	if !ok {
-		return nil, fmt.Errorf("artifact %T, want *QuantilesArtifact", a)
+	q, err := bindAs[*QuantilesArtifact](a)
+	if err != nil {
+		return nil, err
 	}
 	c := *s
 	c.art = q

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // Stage is one compiled stage of a [Pipeline]. Stages are made by [New]
@@ -53,6 +54,28 @@ type Accumulator interface {
 type Artifact interface {
 	// check verifies that the artifact is well formed for the stage.
 	check(sp *stagePlan) error
+}
+
+// artifactOf is a fitted stage's Artifact: art, or a nil interface (not
+// a nil pointer in one) before the stage is fitted.
+func artifactOf[P interface {
+	comparable
+	Artifact
+}](art P) Artifact {
+	var unfitted P
+	if art == unfitted {
+		return nil
+	}
+	return art
+}
+
+// bindAs is the artifact a stage binds, of the stage's own type P.
+func bindAs[P Artifact](a Artifact) (P, error) {
+	p, ok := a.(P)
+	if !ok {
+		return p, fmt.Errorf("artifact %T, want %s", a, strings.Replace(fmt.Sprintf("%T", p), "transform.", "", 1))
+	}
+	return p, nil
 }
 
 // base holds what every stage shares: its validated plan.

@@ -262,19 +262,14 @@ type vocabularyStage struct {
 	index []vocabIndex
 }
 
-func (s *vocabularyStage) Artifact() Artifact {
-	if s.art == nil {
-		return nil
-	}
-	return s.art
-}
+func (s *vocabularyStage) Artifact() Artifact { return artifactOf(s.art) }
 
 func (s *vocabularyStage) NewAccumulator() Accumulator { return newVocabAcc(&s.base, false) }
 
 func (s *vocabularyStage) bind(a Artifact, _ []Stage) (Stage, error) {
-	v, ok := a.(*VocabularyArtifact)
-	if !ok {
-		return nil, fmt.Errorf("artifact %T, want *VocabularyArtifact", a)
+	v, err := bindAs[*VocabularyArtifact](a)
+	if err != nil {
+		return nil, err
 	}
 	c := *s
 	c.art = v
@@ -341,12 +336,7 @@ type vectorStage struct {
 
 func (s *vectorStage) hashing() bool { return s.p.cfg.HashBuckets > 0 }
 
-func (s *vectorStage) Artifact() Artifact {
-	if s.art == nil {
-		return nil
-	}
-	return s.art
-}
+func (s *vectorStage) Artifact() Artifact { return artifactOf(s.art) }
 
 func (s *vectorStage) NewAccumulator() Accumulator {
 	if s.hashing() {
@@ -359,9 +349,9 @@ func (s *vectorStage) bind(a Artifact, _ []Stage) (Stage, error) {
 	if s.hashing() {
 		return s, nil
 	}
-	v, ok := a.(*VocabularyArtifact)
-	if !ok {
-		return nil, fmt.Errorf("artifact %T, want *VocabularyArtifact", a)
+	v, err := bindAs[*VocabularyArtifact](a)
+	if err != nil {
+		return nil, err
 	}
 	c := *s
 	c.art = v
