@@ -20,6 +20,7 @@ import (
 	"github.com/kinfer/kinfer/batch"
 	"github.com/kinfer/kinfer/handlers"
 	"github.com/kinfer/kinfer/handlers/onnx"
+	"github.com/kinfer/kinfer/internal/orttest"
 	"github.com/kinfer/kinfer/internal/repo"
 	"github.com/kinfer/kinfer/tensor"
 )
@@ -35,12 +36,7 @@ func repoRoot(tb testing.TB) string {
 
 func loadModel(tb testing.TB, name string) handlers.ModelHandler {
 	tb.Helper()
-	if _, err := onnx.LibraryPath(); err != nil {
-		if os.Getenv("CI") == "true" {
-			tb.Fatal(err)
-		}
-		tb.Skipf("ONNX Runtime not found (run `make ort`): %v", err)
-	}
+	orttest.Require(tb)
 	threads, _ := strconv.Atoi(os.Getenv("KINFER_BENCH_THREADS")) // 0: the handler's default
 	h, err := onnx.Load(context.Background(), onnx.Options{Path: filepath.Join(repoRoot(tb), "testdata/models", name, "model.onnx"),
 		Copies: benchCopies(), IntraOpThreads: threads, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kinfer/kinfer/handlers/onnx"
 	"github.com/kinfer/kinfer/internal/kafkatest"
+	"github.com/kinfer/kinfer/internal/orttest"
 )
 
 func TestMain(m *testing.M) { kafkatest.Main(m) }
@@ -27,7 +27,7 @@ func TestMain(m *testing.M) { kafkatest.Main(m) }
 // is.
 func TestIntegrationBenchShort(t *testing.T) {
 	brokers := kafkatest.Brokers(t)
-	needORT(t)
+	orttest.Require(t)
 	dir := t.TempDir()
 	var progress bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -219,16 +219,6 @@ func TestPercentileMedian(t *testing.T) {
 	}
 	if m, p := median(nil), percentile(nil, 0.5); m != 0 || p != 0 {
 		t.Errorf("empty: median %v, percentile %v; want 0 (JSON has no NaN)", m, p)
-	}
-}
-
-func needORT(t *testing.T) {
-	t.Helper()
-	if _, err := onnx.LibraryPath(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skipf("ONNX Runtime not found (run `make ort`): %v", err)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kinfer/kinfer/internal/gen"
+	"github.com/kinfer/kinfer/internal/orttest"
 	"github.com/kinfer/kinfer/processor"
 	"github.com/kinfer/kinfer/schema"
 )
@@ -51,7 +52,7 @@ func TestExactlyOnceSurvivesLostSession(t *testing.T) {
 // the time since the first dropped one), and wants the log to show
 // recovered.
 func testLostSession(t *testing.T, recovered string, drop func(key int16, n int64, since time.Duration) bool) {
-	needORT(t)
+	orttest.Require(t)
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "tx", "preds", "tx.dlq"))
 	if err != nil {
 		t.Fatal(err)

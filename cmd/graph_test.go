@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kinfer/kinfer/internal/kafkatest"
+	"github.com/kinfer/kinfer/internal/orttest"
 	"github.com/kinfer/kinfer/processor"
 	"github.com/kinfer/kinfer/schema"
 )
@@ -50,7 +51,7 @@ func runGraphPipeline(t *testing.T, modelsYAML string, n int) (map[int64]map[str
 // runGraphOn is runGraphPipeline on the given brokers and topics.
 func runGraphOn(t *testing.T, brokers []string, tp topics, modelsYAML string, n int) (map[int64]map[string]any, *chainFixture) {
 	t.Helper()
-	needORT(t)
+	orttest.Require(t)
 	b, err := os.ReadFile(filepath.Join(repoRoot(t), "testdata/models/textenc/expected.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -242,7 +243,7 @@ func TestGraphABVariants(t *testing.T) {
 // language, keys without a folder use the default model, at most two are
 // loaded at once, and every prediction names the model that made it.
 func TestGraphPerKeyModels(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	root := repoRoot(t)
 	dir := t.TempDir()
 	cls, _ := os.ReadFile(filepath.Join(root, "testdata/models/textcls/model.onnx"))

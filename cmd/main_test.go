@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kinfer/kinfer/handlers/onnx"
 	"github.com/kinfer/kinfer/internal/config"
+	"github.com/kinfer/kinfer/internal/orttest"
 	"github.com/kinfer/kinfer/internal/repo"
 	"github.com/kinfer/kinfer/processor"
 )
@@ -37,18 +37,6 @@ func buildKinfer(t *testing.T) string {
 		t.Fatalf("go build ./cmd/kinfer: %v\n%s", err, out)
 	}
 	return bin
-}
-
-// needORT skips without the ONNX Runtime library, except in CI where it
-// must be there.
-func needORT(t *testing.T) {
-	t.Helper()
-	if _, err := onnx.LibraryPath(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("ONNX Runtime is required in CI: %v", err)
-		}
-		t.Skipf("ONNX Runtime library not found (run `make ort`): %v", err)
-	}
 }
 
 // exampleWith writes the fraud example's pipeline.yaml with one edit, in a
@@ -78,7 +66,7 @@ func exampleWith(t *testing.T, old, new string) string {
 // kinfer validate names the file, the field and expected vs found, and
 // exits 2, for each way a pipeline can disagree with its schema or model.
 func TestValidate(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	cases := []struct {
 		name, old, new string
 		code           int
@@ -140,7 +128,7 @@ func TestUsage(t *testing.T) {
 // kinfer demo runs the fraud example end to end on its embedded Kafka and
 // Schema Registry, corrupt records included, and shows predictions.
 func TestDemo(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	var stdout, stderr bytes.Buffer
 	cfg := filepath.Join(repoRoot(t), "examples/fraud/pipeline.yaml")
 	code := Run([]string{"demo", "--config", cfg, "--records", "1000", "--rate", "0", "--bad-every", "100"}, &stdout, &stderr)
@@ -202,7 +190,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 // kinfer validate checks every edge of a model graph: the source step and
 // output exist and come earlier, and dtype and per-row shape fit.
 func TestValidateGraph(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	root := repoRoot(t)
 	dir := t.TempDir()
 	sch := filepath.Join(dir, "text.avsc")

@@ -11,6 +11,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/kinfer/kinfer/internal/kafkatest"
+	"github.com/kinfer/kinfer/internal/orttest"
 )
 
 // waitReady polls /readyz until it answers 200.
@@ -50,7 +51,7 @@ func countOutputs(out *outputs, tp topics) (predicted, dead int) {
 // caught up each of the six partitions shows zero lag.
 func TestIntegrationMetricsScrape(t *testing.T) {
 	brokers := kafkatest.Brokers(t)
-	needORT(t)
+	orttest.Require(t)
 	fix := loadFixture(t)
 	tp := newTopics(t, brokers)
 	cfgPath := writeConfig(t, brokers, tp, "")
@@ -188,7 +189,7 @@ func TestIntegrationMetricsScrape(t *testing.T) {
 // the remaining member's metrics show the partitions it took over.
 func TestIntegrationScaleInHandsPartitionsOver(t *testing.T) {
 	brokers := kafkatest.Brokers(t)
-	needORT(t)
+	orttest.Require(t)
 	fix := loadFixture(t)
 	tp := newTopics(t, brokers)
 	cfgPath := writeConfig(t, brokers, tp, "")

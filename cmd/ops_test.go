@@ -28,6 +28,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kinfer/kinfer/internal/config"
+	"github.com/kinfer/kinfer/internal/orttest"
 	"github.com/kinfer/kinfer/processor"
 )
 
@@ -252,7 +253,7 @@ var (
 // appear only once observed). Shared by the deploy tests.
 func shortRun(t *testing.T) map[string]*dto.MetricFamily {
 	t.Helper()
-	needORT(t)
+	orttest.Require(t)
 	shortRunOnce.Do(func() {
 		// If doShortRun stops this test (t.Fatal), later callers see this.
 		shortRunError = "the short run failed in an earlier test"
@@ -704,7 +705,7 @@ func TestDeployMetricsDoc(t *testing.T) {
 // file the compose setup mounts exists, and the Kubernetes pods get more
 // time to stop than kinfer takes to drain.
 func TestDeployPipelineConfigs(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	root := repoRoot(t)
 	var cm struct {
 		Data map[string]string `yaml:"data"`

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/kinfer/kinfer/internal/config"
+	"github.com/kinfer/kinfer/internal/orttest"
 	"github.com/kinfer/kinfer/processor"
 )
 
@@ -16,7 +17,7 @@ import (
 // an ONNX Runtime build) without it runs on the CPU, and the metrics say
 // so: kinfer_model_execution_provider_info{requested="cuda",active="cpu"}.
 func TestProviderFallbackMetric(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	path := filepath.Join(repoRoot(t), "testdata/models/fnn/model.onnx")
 	var load modelLoad
 	for _, provider := range []string{"cuda", ""} {

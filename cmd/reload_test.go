@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kinfer/kinfer/internal/orttest"
 	"github.com/kinfer/kinfer/processor"
 	"github.com/kinfer/kinfer/schema"
 )
@@ -23,7 +24,7 @@ import (
 // serving), a good version 3 is swapped in, every prediction names the
 // version that made it, and no record is lost on the way.
 func TestHotReloadRefusesBadVersionAndSwapsGoodOne(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	root := repoRoot(t)
 	models := t.TempDir()
 	put := func(version string, src []byte) {

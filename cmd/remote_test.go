@@ -14,6 +14,7 @@ import (
 
 	"github.com/kinfer/kinfer/handlers/onnx"
 	"github.com/kinfer/kinfer/handlers/remote/remotetest"
+	"github.com/kinfer/kinfer/internal/orttest"
 	"github.com/kinfer/kinfer/processor"
 	"github.com/kinfer/kinfer/schema"
 )
@@ -23,7 +24,7 @@ import (
 // server that refuses requests for a while (503) delays the stream but
 // loses or dead-letters nothing.
 func TestRemoteModelInPipeline(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	root := repoRoot(t)
 	h, err := onnx.Load(context.Background(), onnx.Options{Path: filepath.Join(root, "testdata/models/fraud/model.onnx"), Logger: quietLogger()})
 	if err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kinfer/kinfer/internal/kafkatest"
+	"github.com/kinfer/kinfer/internal/orttest"
 	"github.com/kinfer/kinfer/processor"
 	"github.com/kinfer/kinfer/schema"
 )
@@ -296,7 +297,7 @@ func runReplay(t testing.TB, args ...string) (int, string, string) {
 // dead-letter files with the reason and the input; a finished job refuses
 // to start again and --resume says it is complete.
 func TestReplayFilesToFiles(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	fix := loadFixture(t)
 	dir := t.TempDir()
 	in := writeReplayInputs(t, dir, fix, 6000, 97, "null", "deflate", "snappy")
@@ -335,7 +336,7 @@ func TestReplayFilesToFiles(t *testing.T) {
 // More dead letters than --max-failures stop the job early with exit 1;
 // raising the limit and resuming finishes it, still exactly once.
 func TestReplayMaxFailures(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	fix := loadFixture(t)
 	dir := t.TempDir()
 	in := writeReplayInputs(t, dir, fix, 20000, 50, "snappy")
@@ -361,7 +362,7 @@ func TestReplayMaxFailures(t *testing.T) {
 // output files end up holding every record exactly once, with no
 // temporary file left.
 func TestReplaySigkillResume(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	fix := loadFixture(t)
 	bin := buildKinfer(t)
 	dir := t.TempDir()
@@ -509,7 +510,7 @@ func keepProducing(prod *producer, from int, stop <-chan struct{}) <-chan int {
 // Then a replay with the defaults (earliest to the end offsets seen at
 // start) ends too and covers exactly what was there when it started.
 func TestIntegrationReplaySlice(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	brokers := kafkatest.Brokers(t)
 	fix := loadFixture(t)
 	tp := newTopics(t, brokers)
@@ -638,7 +639,7 @@ func TestIntegrationReplaySlice(t *testing.T) {
 // records and model, and dead-letters the same records for the same
 // reasons.
 func TestIntegrationReplayFilesMatchStreaming(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	brokers := kafkatest.Brokers(t)
 	fix := loadFixture(t)
 	const n, badEvery = 12000, 97

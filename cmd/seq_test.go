@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kinfer/kinfer/internal/orttest"
 	"github.com/kinfer/kinfer/processor"
 	"github.com/kinfer/kinfer/schema"
 	"github.com/kinfer/kinfer/tensor"
@@ -83,7 +84,7 @@ metrics: {disabled: true}
 // kept per partition. Stacking the same rows naively fails with the
 // equal-size error that Dataflow ML users hit.
 func TestVariableLengthRowsBatchedByShape(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	runSeq(t, `batch:
   max_size: 32
   max_delay: 2ms
@@ -95,7 +96,7 @@ func TestVariableLengthRowsBatchedByShape(t *testing.T) {
 // A row longer than the largest bucket is dead-lettered with reason
 // row_too_long; the rest of the stream is predicted.
 func TestRowLongerThanLargestBucketDeadLettered(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	runSeq(t, `batch:
   max_size: 32
   max_delay: 2ms

@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kinfer/kinfer/internal/kafkatest"
+	"github.com/kinfer/kinfer/internal/orttest"
 	"github.com/kinfer/kinfer/processor"
 	"github.com/kinfer/kinfer/schema"
 	"github.com/kinfer/kinfer/transform"
@@ -291,7 +292,7 @@ var fitRate = regexp.MustCompile(`fit complete: (\d+) rows in (\S+) \((\d+) rows
 // followed by the model within 1e-5; rows without an amount are
 // dead-lettered with missing_field in both.
 func TestFitFilesThenReplayMatchesPython(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	fix, dir := loadTFFixture(t)
 	tmp := t.TempDir()
 	fitFile, streamFile := filepath.Join(tmp, "fit.avro"), filepath.Join(tmp, "stream.avro")
@@ -411,7 +412,7 @@ func TestFitHelpAndUsage(t *testing.T) {
 // fitted for other stages, with exit status 2 and a message naming the
 // directory and the stage; they start nothing.
 func TestValidateTransformArtifacts(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	fix, dir := loadTFFixture(t)
 	tmp := t.TempDir()
 	fitFile := filepath.Join(tmp, "fit.avro")
@@ -479,7 +480,7 @@ func TestValidateTransformArtifacts(t *testing.T) {
 // model) within 1e-5, and the rows Python dead-letters are in the
 // dead-letter topic with reason missing_field.
 func TestIntegrationTransformFitThenStream(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	brokers := kafkatest.Brokers(t)
 	fix, dir := loadTFFixture(t)
 	tp := newTopics(t, brokers)

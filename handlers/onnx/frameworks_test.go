@@ -12,6 +12,7 @@ import (
 	"github.com/kinfer/kinfer/handlers"
 	"github.com/kinfer/kinfer/handlers/handlertest"
 	"github.com/kinfer/kinfer/handlers/onnx"
+	"github.com/kinfer/kinfer/internal/orttest"
 	"github.com/kinfer/kinfer/tensor"
 )
 
@@ -47,7 +48,7 @@ var frameworkFixtures = []struct {
 // framework export: per row, in batches of 1, 3 and 17 (padded with id 0
 // and mask 0 for the text model), concurrently, and with bad inputs.
 func TestFrameworkConformance(t *testing.T) {
-	requireORT(t)
+	orttest.Require(t)
 	for _, c := range frameworkFixtures {
 		t.Run(c.model, func(t *testing.T) {
 			dir := modelDir(t, c.model)

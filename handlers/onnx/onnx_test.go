@@ -18,23 +18,10 @@ import (
 	"github.com/kinfer/kinfer/handlers"
 	"github.com/kinfer/kinfer/handlers/handlertest"
 	"github.com/kinfer/kinfer/handlers/onnx"
+	"github.com/kinfer/kinfer/internal/orttest"
 	"github.com/kinfer/kinfer/internal/repo"
 	"github.com/kinfer/kinfer/tensor"
 )
-
-// requireORT skips the test when the ONNX Runtime library is missing, except
-// under CI=true, where a missing library is a failure: CI must run these.
-func requireORT(tb testing.TB) {
-	tb.Helper()
-	err := onnx.Init()
-	if err == nil {
-		return
-	}
-	if errors.Is(err, onnx.ErrLibraryNotFound) && os.Getenv("CI") != "true" {
-		tb.Skipf("skipping, ONNX Runtime is not installed (run `make ort`): %v", err)
-	}
-	tb.Fatal(err)
-}
 
 // modelDir is testdata/models/<name> at the repository root.
 func modelDir(tb testing.TB, name string) string {
@@ -56,7 +43,7 @@ func modelPath(tb testing.TB, name string) string {
 
 func load(tb testing.TB, opts onnx.Options) *onnx.Handler {
 	tb.Helper()
-	requireORT(tb)
+	orttest.Require(tb)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(tb.Output(), nil))
 	}
@@ -73,7 +60,7 @@ func load(tb testing.TB, opts onnx.Options) *onnx.Handler {
 }
 
 func TestConformance(t *testing.T) {
-	requireORT(t)
+	orttest.Require(t)
 	cases := []struct {
 		name   string
 		model  string
@@ -188,7 +175,7 @@ func TestNameVersionAndDefaults(t *testing.T) {
 }
 
 func TestLoadErrors(t *testing.T) {
-	requireORT(t)
+	orttest.Require(t)
 	dir := t.TempDir()
 	write := func(name string, data []byte) string {
 		p := filepath.Join(dir, name)
@@ -241,7 +228,7 @@ func TestLoadErrors(t *testing.T) {
 }
 
 func TestLoadCancelled(t *testing.T) {
-	requireORT(t)
+	orttest.Require(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	h, err := onnx.Load(ctx, onnx.Options{Path: modelPath(t, "doubler")})

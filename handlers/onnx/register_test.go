@@ -8,10 +8,11 @@ import (
 
 	"github.com/kinfer/kinfer/handlers"
 	"github.com/kinfer/kinfer/handlers/onnx"
+	"github.com/kinfer/kinfer/internal/orttest"
 )
 
 func TestOpen(t *testing.T) {
-	requireORT(t)
+	orttest.Require(t)
 	log := slog.New(slog.NewTextHandler(t.Output(), nil))
 	h, err := handlers.Open(context.Background(), onnx.Kind, handlers.Spec{
 		Name: "scorer", Version: "7", Path: modelPath(t, "fraud"),

@@ -17,6 +17,7 @@ import (
 	"github.com/kinfer/kinfer/handlers"
 	"github.com/kinfer/kinfer/handlers/handlertest"
 	"github.com/kinfer/kinfer/handlers/onnx"
+	"github.com/kinfer/kinfer/internal/orttest"
 	"github.com/kinfer/kinfer/tensor"
 )
 
@@ -55,7 +56,7 @@ func loadGRUFixture(t *testing.T) *gruFixture {
 // The GRU fixture passes the conformance suite with ragged rows: padded
 // batches (pad id 0, mask 0) give every row its unbatched result.
 func TestSeqGRUConformance(t *testing.T) {
-	requireORT(t)
+	orttest.Require(t)
 	dir := modelDir(t, "seqgru")
 	handlertest.Run(t, func(t *testing.T) handlers.ModelHandler {
 		return load(t, onnx.Options{Path: filepath.Join(dir, "model.onnx")})
@@ -103,7 +104,7 @@ func gruRows(fix *gruFixture, n int) []gruRow {
 // length. The GRU reads its sequence_lens from the mask, so padding cannot
 // reach a row's state. Stacking the same rows naively fails.
 func TestSeqGRUBatchedRowsMatchRowsAlone(t *testing.T) {
-	requireORT(t)
+	orttest.Require(t)
 	fix := loadGRUFixture(t)
 	h := load(t, onnx.Options{Path: modelPath(t, "seqgru"), IntraOpThreads: 1})
 	rows := gruRows(fix, 2100)

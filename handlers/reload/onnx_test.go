@@ -16,22 +16,9 @@ import (
 	"github.com/kinfer/kinfer/handlers/handlertest"
 	"github.com/kinfer/kinfer/handlers/onnx"
 	"github.com/kinfer/kinfer/handlers/reload"
+	"github.com/kinfer/kinfer/internal/orttest"
 	"github.com/kinfer/kinfer/tensor"
 )
-
-// requireORT skips without the ONNX Runtime library, except under
-// CI=true, where that is a failure.
-func requireORT(tb testing.TB) {
-	tb.Helper()
-	err := onnx.Init()
-	if err == nil {
-		return
-	}
-	if errors.Is(err, onnx.ErrLibraryNotFound) && os.Getenv("CI") != "true" {
-		tb.Skipf("skipping, ONNX Runtime is not installed (run `make ort`): %v", err)
-	}
-	tb.Fatal(err)
-}
 
 func fixtureModel(t testing.TB, name string) string {
 	t.Helper()
@@ -113,7 +100,7 @@ func fraudBatch(t testing.TB) map[string]*tensor.Tensor {
 // other inputs, fnn (refused); a retrained fraud model (accepted), swapped
 // in while batches run.
 func TestONNXReload(t *testing.T) {
-	requireORT(t)
+	orttest.Require(t)
 	path := filepath.Join(t.TempDir(), "model.onnx")
 	publish(t, fixtureModel(t, "fraud"), path)
 	l := &onnxLoader{t: t}
@@ -228,7 +215,7 @@ func TestONNXReload(t *testing.T) {
 // TestONNXDir serves a directory of versions with Opener and the "onnx"
 // kind: version names come from the directories.
 func TestONNXDir(t *testing.T) {
-	requireORT(t)
+	orttest.Require(t)
 	dir := t.TempDir()
 	publish(t, fixtureModel(t, "fraud"), filepath.Join(dir, "1", "model.onnx"))
 	r := newReloader(t, reload.Options{
@@ -251,7 +238,7 @@ func TestONNXDir(t *testing.T) {
 // TestONNXConformance: a Reloader serving an ONNX model is a handler like
 // any other, and matches the reference framework's outputs.
 func TestONNXConformance(t *testing.T) {
-	requireORT(t)
+	orttest.Require(t)
 	dir := filepath.Dir(fixtureModel(t, "fraud"))
 	l := &onnxLoader{t: t}
 	handlertest.Run(t, func(t *testing.T) handlers.ModelHandler {

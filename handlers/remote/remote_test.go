@@ -26,6 +26,7 @@ import (
 	"github.com/kinfer/kinfer/handlers/onnx"
 	"github.com/kinfer/kinfer/handlers/remote"
 	"github.com/kinfer/kinfer/handlers/remote/remotetest"
+	"github.com/kinfer/kinfer/internal/orttest"
 	"github.com/kinfer/kinfer/tensor"
 )
 
@@ -71,20 +72,6 @@ func repoFile(t testing.TB, parts ...string) string {
 	return p
 }
 
-// requireORT skips without the ONNX Runtime library, except under
-// CI=true, where that is a failure.
-func requireORT(tb testing.TB) {
-	tb.Helper()
-	err := onnx.Init()
-	if err == nil {
-		return
-	}
-	if errors.Is(err, onnx.ErrLibraryNotFound) && os.Getenv("CI") != "true" {
-		tb.Skipf("skipping, ONNX Runtime is not installed (run `make ort`): %v", err)
-	}
-	tb.Fatal(err)
-}
-
 func TestConformance(t *testing.T) {
 	cases := []struct {
 		name     string
@@ -120,7 +107,7 @@ func TestConformance(t *testing.T) {
 // compares the remote handler's results with the reference framework's
 // (scikit-learn, numpy) in expected.json.
 func TestConformanceONNX(t *testing.T) {
-	requireORT(t)
+	orttest.Require(t)
 	for _, c := range []struct {
 		model  string
 		ragged bool
