@@ -28,6 +28,11 @@ type AvroCodec struct {
 	mapper  *schema.Mapper
 	builder *schema.OutputBuilder
 	enc     *schema.Encoder
+	// rows encodes predictions without building them as maps (nil: the
+	// schema needs goavro); tensorAt finds a tensor field's From in the
+	// steps' outputs.
+	rows     *schema.RowEncoder
+	tensorAt map[string]stepTensor
 	// wireID is the registered output schema id; 0 writes plain Avro.
 	wireID int
 	// route are the field paths whose values pick per-key models.
@@ -132,16 +137,39 @@ func routeValue(v any) string {
 	}
 }
 
+// stepTensor is a step's output tensor by name.
+type stepTensor struct {
+	step int
+	name string
+}
+
+// planRows sets up the map-free prediction encoder when the output schema
+// allows it and every tensor field names a step's output as step/name.
+func (c *AvroCodec) planRows() {
+	rows := schema.NewRowEncoder(c.enc, c.builder)
+	if rows == nil {
+		return
+	}
+	at := map[string]stepTensor{}
+	for _, from := range c.builder.TensorSources() {
+		best := -1
+		for i, name := range c.stepNames {
+			if strings.HasPrefix(from, name+"/") && (best < 0 || len(name) > len(c.stepNames[best])) {
+				best = i
+			}
+		}
+		if best < 0 {
+			return
+		}
+		at[from] = stepTensor{step: best, name: from[len(c.stepNames[best])+1:]}
+	}
+	c.rows, c.tensorAt = rows, at
+}
+
 // Encode builds the prediction: pass-through fields from the decoded
 // input, one field per model output, the model name and version.
 func (c *AvroCodec) Encode(_ context.Context, d Decoded, res Result) ([]byte, error) {
 	input, _ := d.Meta.(map[string]any)
-	outputs := map[string]*tensor.Tensor{}
-	for i, outs := range res.Outputs {
-		for name, t := range outs {
-			outputs[c.stepNames[i]+"/"+name] = t
-		}
-	}
 	var natives map[string]any
 	if len(c.post) > 0 || c.multiStep || c.transform != nil {
 		natives = make(map[string]any, len(c.post)+2)
@@ -164,6 +192,27 @@ func (c *AvroCodec) Encode(_ context.Context, d Decoded, res Result) ([]byte, er
 		}
 	}
 	last := res.Models[len(res.Models)-1]
+	if c.rows != nil {
+		src := schema.RowSources{Input: input, Natives: natives, ModelName: last.Name, ModelVersion: last.Version,
+			Tensor: func(from string) *tensor.Tensor {
+				at, ok := c.tensorAt[from]
+				if !ok || at.step >= len(res.Outputs) {
+					return nil
+				}
+				return res.Outputs[at.step][at.name]
+			}}
+		if b, ok := c.rows.Encode(&src, c.wireID); ok {
+			return b, nil
+		}
+		// A field that fails, or a value only goavro takes: the long way
+		// below encodes it or names the problem.
+	}
+	outputs := map[string]*tensor.Tensor{}
+	for i, outs := range res.Outputs {
+		for name, t := range outs {
+			outputs[c.stepNames[i]+"/"+name] = t
+		}
+	}
 	native, err := c.builder.BuildRow(input, outputs, natives, last.Name, last.Version)
 	if err != nil {
 		return nil, &RowError{Reason: schema.ReasonOf(err), Err: err}

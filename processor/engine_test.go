@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -330,5 +331,51 @@ func TestRestartWait(t *testing.T) {
 		if got[i] != want[i]*time.Second {
 			t.Fatalf("pauses %v, want %v seconds", got, want)
 		}
+	}
+}
+
+// TestEncodeRowsMatchesBuildRow: a prediction encoded without building
+// its map (AvroCodec.rows) has the bytes of the long way, plain and
+// behind a wire header.
+func TestEncodeRowsMatchesBuildRow(t *testing.T) {
+	p := replayTestPipeline(t, []string{"127.0.0.1:1"}, "  topic: in\n", &replayModel{})
+	defer p.Close()
+	c := p.Codec
+	if c.rows == nil {
+		t.Fatal("the replay test pipeline does not use the map-free encoder")
+	}
+	for i := range 50 {
+		d, err := c.Decode(t.Context(), &kgo.Record{Value: replayValue(t, "id-"+strconv.Itoa(i), float32(i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := Result{
+			Outputs: []map[string]*tensor.Tensor{{"y": {DType: tensor.Float32, Shape: []int64{4}, Data: []float32{float32(i), 1, 2, 3}}}},
+			Models:  []ModelInfo{{Name: "twice", Version: "v" + strconv.Itoa(i)}},
+		}
+		for _, wire := range []int{0, 12} {
+			c.wireID = wire
+			fast, err := c.Encode(t.Context(), d, res)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows := c.rows
+			c.rows = nil
+			slow, err := c.Encode(t.Context(), d, res)
+			c.rows = rows
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(fast, slow) {
+				t.Fatalf("row %d wire %d: %x, the long way %x", i, wire, fast, slow)
+			}
+		}
+	}
+	c.wireID = 0
+	// A missing output still gets the long way's error.
+	d, _ := c.Decode(t.Context(), &kgo.Record{Value: replayValue(t, "x", 1)})
+	_, err := c.Encode(t.Context(), d, Result{Outputs: []map[string]*tensor.Tensor{{}}, Models: []ModelInfo{{Name: "twice"}}})
+	if err == nil || !strings.Contains(err.Error(), `model output "twice/y" is missing`) {
+		t.Errorf("missing output: %v", err)
 	}
 }

@@ -301,6 +301,7 @@ func Build(ctx context.Context, cfg *config.Config, load ModelLoader, opts Build
 	for i, m := range steps {
 		codec.stepNames[i] = m.Name
 	}
+	codec.planRows()
 	if cfg.Schema.RegistryURL != "" || opts.Registry != nil {
 		codec.dec = schema.NewRegistryDecoder(p.Registry)
 	} else {

@@ -16,6 +16,9 @@ type Encoder struct {
 	// nativeSafe), falling back to goavro for values it does not take.
 	root   *avroType
 	native bool
+	// schemaJSON is the schema as given (NewRowEncoder pairs an encoder
+	// with a builder of the same schema).
+	schemaJSON string
 	// sizeHint is the size of a recent encoding, used to allocate the next
 	// buffer once instead of growing it.
 	sizeHint atomic.Int64
@@ -34,7 +37,7 @@ func NewEncoder(schemaJSON string) (*Encoder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating encoder: %w", err)
 	}
-	return &Encoder{codec: codec, name: root.name, root: root, native: nativeSafe(root)}, nil
+	return &Encoder{codec: codec, name: root.name, root: root, native: nativeSafe(root), schemaJSON: schemaJSON}, nil
 }
 
 // Encode returns native as plain Avro binary. A failure is an [*Error] with

@@ -202,7 +202,8 @@ func checkAvroName(s string) error {
 // OutputBuilder assembles the native form of prediction records for one
 // output schema. It is safe for concurrent use.
 type OutputBuilder struct {
-	fields []outputField
+	fields     []outputField
+	schemaJSON string
 }
 
 type outputField struct {
@@ -221,7 +222,7 @@ func NewOutputBuilder(outputSchemaJSON string, fields []OutputField) (*OutputBui
 	if root.kind != kindRecord {
 		return nil, fmt.Errorf("creating output builder: output schema is %s, want a record", root.describe())
 	}
-	b := &OutputBuilder{fields: make([]outputField, 0, len(fields))}
+	b := &OutputBuilder{fields: make([]outputField, 0, len(fields)), schemaJSON: outputSchemaJSON}
 	for _, f := range fields {
 		af, ok := root.byName[f.Name]
 		if !ok {
@@ -262,49 +263,156 @@ func (b *OutputBuilder) Build(input map[string]any, outputs map[string]*tensor.T
 // BuildRow is Build with values for SourceNative fields, keyed by their
 // From (or Name). A missing native value is a [ReasonEncode] error.
 func (b *OutputBuilder) BuildRow(input map[string]any, outputs map[string]*tensor.Tensor, natives map[string]any, modelName, modelVersion string) (map[string]any, error) {
+	src := RowSources{Input: input, Tensor: func(from string) *tensor.Tensor { return outputs[from] }, Natives: natives, ModelName: modelName, ModelVersion: modelVersion}
 	out := make(map[string]any, len(b.fields))
 	for i := range b.fields {
-		f := &b.fields[i]
-		switch f.Source {
-		case SourcePassthrough:
-			v, ok := PassThrough(input, f.from)
-			if !ok || v == nil {
-				if f.typ.hasNull() {
-					out[f.Name] = nil
-					continue
-				}
-				return nil, errorf(ReasonMissingField, "output %q: input field %q is missing or null", f.Name, f.from)
-			}
-			out[f.Name] = adaptUnion(f.typ, v)
-		case SourceTensor:
-			t := outputs[f.from]
-			if t == nil {
-				return nil, errorf(ReasonEncode, "output %q: model output %q is missing", f.Name, f.from)
-			}
-			if t.DType != f.DType {
-				return nil, errorf(ReasonWrongType, "output %q: model output %q has dtype %s, want %s", f.Name, f.from, t.DType, f.DType)
-			}
-			if !shapeFits(t.Shape, f.Shape) {
-				return nil, errorf(ReasonShape, "output %q: model output %q has shape %s, want %s", f.Name, f.from, tensor.ShapeString(t.Shape), tensor.ShapeString(f.Shape))
-			}
-			v := TensorToNative(t)
-			if v == nil {
-				return nil, errorf(ReasonEncode, "output %q: model output %q is not a valid tensor", f.Name, f.from)
-			}
-			out[f.Name] = v
-		case SourceModelName:
-			out[f.Name] = modelName
-		case SourceModelVersion:
-			out[f.Name] = modelVersion
-		case SourceNative:
-			v, ok := natives[f.from]
-			if !ok {
-				return nil, errorf(ReasonEncode, "output %q: no value computed for it", f.Name)
-			}
-			out[f.Name] = v
+		v, err := b.fields[i].value(&src)
+		if err != nil {
+			return nil, err
 		}
+		out[b.fields[i].Name] = v
 	}
 	return out, nil
+}
+
+// RowSources are where a prediction's field values come from: the decoded
+// input (pass-through fields), the model outputs by From (per-row
+// tensors without the batch dim), values computed for SourceNative fields,
+// and the model's name and version.
+type RowSources struct {
+	Input        map[string]any
+	Tensor       func(from string) *tensor.Tensor
+	Natives      map[string]any
+	ModelName    string
+	ModelVersion string
+}
+
+// value is the field's native value for one row, with BuildRow's errors.
+func (f *outputField) value(src *RowSources) (any, error) {
+	switch f.Source {
+	case SourcePassthrough:
+		v, ok := PassThrough(src.Input, f.from)
+		if !ok || v == nil {
+			if f.typ.hasNull() {
+				return nil, nil
+			}
+			return nil, errorf(ReasonMissingField, "output %q: input field %q is missing or null", f.Name, f.from)
+		}
+		return adaptUnion(f.typ, v), nil
+	case SourceTensor:
+		t := src.Tensor(f.from)
+		if t == nil {
+			return nil, errorf(ReasonEncode, "output %q: model output %q is missing", f.Name, f.from)
+		}
+		if t.DType != f.DType {
+			return nil, errorf(ReasonWrongType, "output %q: model output %q has dtype %s, want %s", f.Name, f.from, t.DType, f.DType)
+		}
+		if !shapeFits(t.Shape, f.Shape) {
+			return nil, errorf(ReasonShape, "output %q: model output %q has shape %s, want %s", f.Name, f.from, tensor.ShapeString(t.Shape), tensor.ShapeString(f.Shape))
+		}
+		v := TensorToNative(t)
+		if v == nil {
+			return nil, errorf(ReasonEncode, "output %q: model output %q is not a valid tensor", f.Name, f.from)
+		}
+		return v, nil
+	case SourceModelName:
+		return src.ModelName, nil
+	case SourceModelVersion:
+		return src.ModelVersion, nil
+	case SourceNative:
+		v, ok := src.Natives[f.from]
+		if !ok {
+			return nil, errorf(ReasonEncode, "output %q: no value computed for it", f.Name)
+		}
+		return v, nil
+	}
+	return nil, errorf(ReasonEncode, "output %q: unknown source %q", f.Name, f.Source)
+}
+
+// TensorSources are the From keys of the builder's tensor fields, the
+// names RowSources.Tensor is asked for.
+func (b *OutputBuilder) TensorSources() []string {
+	var out []string
+	for _, f := range b.fields {
+		if f.Source == SourceTensor {
+			out = append(out, f.from)
+		}
+	}
+	return out
+}
+
+// RowEncoder writes predictions as Avro straight from their sources, in
+// the output schema's field order, without building the record as a map
+// first. It covers what Encoder's own encoding covers; Append reports
+// false for anything else (and for a row whose fields fail), and the
+// caller then goes the long way (BuildRow, then Encoder), which encodes
+// the same bytes or reports the canonical error.
+type RowEncoder struct {
+	enc    *Encoder
+	fields []*outputField // in the schema's field order
+	types  []*avroType    // the encoder's type of each
+}
+
+// NewRowEncoder pairs an encoder and a builder of the same output schema.
+// It returns nil when the fast path cannot apply: goavro-only schemas, or
+// schema fields without a builder field (goavro fills in their defaults).
+func NewRowEncoder(enc *Encoder, b *OutputBuilder) *RowEncoder {
+	if !enc.native || enc.schemaJSON != b.schemaJSON || enc.root.kind != kindRecord || len(enc.root.fields) != len(b.fields) {
+		return nil
+	}
+	re := &RowEncoder{enc: enc}
+	for _, sf := range enc.root.fields {
+		var match *outputField
+		for i := range b.fields {
+			if b.fields[i].Name == sf.name {
+				match = &b.fields[i]
+			}
+		}
+		if match == nil {
+			return nil
+		}
+		re.fields = append(re.fields, match)
+		re.types = append(re.types, sf.typ)
+	}
+	return re
+}
+
+// Append appends the prediction for src to buf (after a wire header, if
+// any) and reports whether it could; on false buf's contents past its
+// length are undefined and the caller encodes the long way.
+func (re *RowEncoder) Append(buf []byte, src *RowSources) ([]byte, bool) {
+	start := len(buf)
+	for i, f := range re.fields {
+		v, err := f.value(src)
+		if err != nil {
+			return nil, false
+		}
+		var ok bool
+		if buf, ok = encodeNative(re.types[i], buf, v, 1); !ok {
+			return nil, false
+		}
+	}
+	re.enc.sizeHint.Store(int64(len(buf) - start))
+	return buf, true
+}
+
+// NewBuffer is a buffer for one prediction, sized from recent ones, with
+// room for a wire header.
+func (re *RowEncoder) NewBuffer() []byte {
+	return make([]byte, 0, WireHeaderSize+re.enc.sizeHint.Load())
+}
+
+// Encode is Append to a new buffer, behind the Confluent wire header of
+// schemaID when schemaID > 0 (as Encoder.EncodeWire).
+func (re *RowEncoder) Encode(src *RowSources, schemaID int) ([]byte, bool) {
+	buf := re.NewBuffer()
+	if schemaID > 0 {
+		var err error
+		if buf, err = appendWireHeader(buf, schemaID); err != nil {
+			return nil, false
+		}
+	}
+	return re.Append(buf, src)
 }
 
 func shapeFits(got, want []int64) bool {
