@@ -170,6 +170,18 @@ func batchedRate(tb testing.TB, model inferer, rows []map[string]*tensor.Tensor,
 	return float64(n) / elapsed.Seconds(), ratio
 }
 
+// padConfig batches token rows (input_ids) of the sequence models: one
+// row a call (maxSize 1), padded to the longest of up to maxSize rows (no
+// buckets), or to buckets; with the generated attention_mask and the
+// outputs trimmed back to each row's length by trim.
+func padConfig(maxSize int, buckets []int64, trim map[string]int) batch.Config {
+	cfg := batch.Config{MaxSize: maxSize, Pad: map[string]batch.PadSpec{"input_ids": {Buckets: buckets}}, MaskInput: "attention_mask", TrimAxis: trim}
+	if maxSize > 1 {
+		cfg.MaxBytes = 64 << 20
+	}
+	return cfg
+}
+
 // BenchmarkBatchingRatio measures seq/buckets128 against seq/batch1 in
 // alternating segments on one model session, b.N pairs (run it with
 // -benchtime 10x or more): a drift in the machine's speed hits both sides
@@ -179,8 +191,7 @@ func BenchmarkBatchingRatio(b *testing.B) {
 	seq := seqRows(2048)
 	model := loadModel(b, "seqpool")
 	trim := map[string]int{"token_scores": 0, "logits": -1}
-	one := batch.Config{MaxSize: 1, Pad: map[string]batch.PadSpec{"input_ids": {}}, MaskInput: "attention_mask", TrimAxis: trim}
-	buckets := batch.Config{MaxSize: 128, MaxBytes: 64 << 20, Pad: map[string]batch.PadSpec{"input_ids": {Buckets: buckets32}}, MaskInput: "attention_mask", TrimAxis: trim}
+	one, buckets := padConfig(1, nil, trim), padConfig(128, buckets32, trim)
 	batchedRate(b, model, seq, one, 500) // warm up both paths
 	batchedRate(b, model, seq, buckets, 2048)
 	var ratios, ones, bs []float64
@@ -212,44 +223,44 @@ func BenchmarkBatchingRatio(b *testing.B) {
 // MLP (fnn: 784 floats).
 func BenchmarkBatching(b *testing.B) {
 	seq := seqRows(2048)
-	mask := "attention_mask"
+	seqTrim := map[string]int{"token_scores": 0, "logits": -1}
 	b.Run("seq/batch1", func(b *testing.B) {
-		runBatched(b, loadModel(b, "seqpool"), seq, batch.Config{MaxSize: 1, Pad: map[string]batch.PadSpec{"input_ids": {}}, MaskInput: mask, TrimAxis: map[string]int{"token_scores": 0, "logits": -1}})
+		runBatched(b, loadModel(b, "seqpool"), seq, padConfig(1, nil, seqTrim))
 	})
 	b.Run("seq/pad-to-max", func(b *testing.B) {
-		runBatched(b, loadModel(b, "seqpool"), seq, batch.Config{MaxSize: 32, MaxBytes: 64 << 20, Pad: map[string]batch.PadSpec{"input_ids": {}}, MaskInput: mask, TrimAxis: map[string]int{"token_scores": 0, "logits": -1}})
+		runBatched(b, loadModel(b, "seqpool"), seq, padConfig(32, nil, seqTrim))
 	})
 	b.Run("seq/buckets", func(b *testing.B) {
-		runBatched(b, loadModel(b, "seqpool"), seq, batch.Config{MaxSize: 32, MaxBytes: 64 << 20, Pad: map[string]batch.PadSpec{"input_ids": {Buckets: buckets32}}, MaskInput: mask, TrimAxis: map[string]int{"token_scores": 0, "logits": -1}})
+		runBatched(b, loadModel(b, "seqpool"), seq, padConfig(32, buckets32, seqTrim))
 	})
 	b.Run("seq/buckets128", func(b *testing.B) {
-		runBatched(b, loadModel(b, "seqpool"), seq, batch.Config{MaxSize: 128, MaxBytes: 64 << 20, Pad: map[string]batch.PadSpec{"input_ids": {Buckets: buckets32}}, MaskInput: mask, TrimAxis: map[string]int{"token_scores": 0, "logits": -1}})
+		runBatched(b, loadModel(b, "seqpool"), seq, padConfig(128, buckets32, seqTrim))
 	})
 	// gru: seqgru, a GRU classifier run for each row's real length (its
-	// sequence_lens come from the mask), on the same rows as seq.
-	gruTrim := map[string]int{"token_scores": 0, "logits": -1}
+	// sequence_lens come from the mask), on the same rows as seq, with the
+	// same outputs.
 	b.Run("gru/batch1", func(b *testing.B) {
-		runBatched(b, loadModel(b, "seqgru"), seq, batch.Config{MaxSize: 1, Pad: map[string]batch.PadSpec{"input_ids": {}}, MaskInput: mask, TrimAxis: gruTrim})
+		runBatched(b, loadModel(b, "seqgru"), seq, padConfig(1, nil, seqTrim))
 	})
 	b.Run("gru/pad-to-max", func(b *testing.B) {
-		runBatched(b, loadModel(b, "seqgru"), seq, batch.Config{MaxSize: 32, MaxBytes: 64 << 20, Pad: map[string]batch.PadSpec{"input_ids": {}}, MaskInput: mask, TrimAxis: gruTrim})
+		runBatched(b, loadModel(b, "seqgru"), seq, padConfig(32, nil, seqTrim))
 	})
 	b.Run("gru/buckets", func(b *testing.B) {
-		runBatched(b, loadModel(b, "seqgru"), seq, batch.Config{MaxSize: 32, MaxBytes: 64 << 20, Pad: map[string]batch.PadSpec{"input_ids": {Buckets: buckets32}}, MaskInput: mask, TrimAxis: gruTrim})
+		runBatched(b, loadModel(b, "seqgru"), seq, padConfig(32, buckets32, seqTrim))
 	})
 	b.Run("gru/buckets128", func(b *testing.B) {
-		runBatched(b, loadModel(b, "seqgru"), seq, batch.Config{MaxSize: 128, MaxBytes: 64 << 20, Pad: map[string]batch.PadSpec{"input_ids": {Buckets: buckets32}}, MaskInput: mask, TrimAxis: gruTrim})
+		runBatched(b, loadModel(b, "seqgru"), seq, padConfig(128, buckets32, seqTrim))
 	})
 	enc := seqRowsN(512, 256, 2000)
 	encTrim := map[string]int{"embedding": -1}
 	b.Run("textenc/batch1", func(b *testing.B) {
-		runBatched(b, loadModel(b, "textenc"), enc, batch.Config{MaxSize: 1, Pad: map[string]batch.PadSpec{"input_ids": {}}, MaskInput: mask, TrimAxis: encTrim})
+		runBatched(b, loadModel(b, "textenc"), enc, padConfig(1, nil, encTrim))
 	})
 	b.Run("textenc/pad-to-max", func(b *testing.B) {
-		runBatched(b, loadModel(b, "textenc"), enc, batch.Config{MaxSize: 32, MaxBytes: 64 << 20, Pad: map[string]batch.PadSpec{"input_ids": {}}, MaskInput: mask, TrimAxis: encTrim})
+		runBatched(b, loadModel(b, "textenc"), enc, padConfig(32, nil, encTrim))
 	})
 	b.Run("textenc/buckets", func(b *testing.B) {
-		runBatched(b, loadModel(b, "textenc"), enc, batch.Config{MaxSize: 32, MaxBytes: 64 << 20, Pad: map[string]batch.PadSpec{"input_ids": {Buckets: buckets16}}, MaskInput: mask, TrimAxis: encTrim})
+		runBatched(b, loadModel(b, "textenc"), enc, padConfig(32, buckets16, encTrim))
 	})
 	mlp := mlpRows(512)
 	b.Run("mlp/batch1", func(b *testing.B) {
@@ -288,5 +299,5 @@ func BenchmarkBatchingGoSide(b *testing.B) {
 		{Name: "attention_mask", DType: tensor.Int64, Shape: []int64{-1, -1}},
 	}}
 	b.ReportAllocs()
-	runBatched(b, model, seq, batch.Config{MaxSize: 32, MaxBytes: 64 << 20, Pad: map[string]batch.PadSpec{"input_ids": {Buckets: buckets32}}, MaskInput: "attention_mask", TrimAxis: map[string]int{"token_scores": 0, "logits": -1}})
+	runBatched(b, model, seq, padConfig(32, buckets32, map[string]int{"token_scores": 0, "logits": -1}))
 }

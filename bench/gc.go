@@ -96,14 +96,13 @@ func ApplyGC(root string, asDeployed bool) (GCSettings, error) {
 	if err != nil {
 		return GCSettings{}, err
 	}
-	if gogc != "" {
-		pct, err := strconv.Atoi(gogc)
-		if err != nil && gogc != "off" {
-			return GCSettings{}, fmt.Errorf("%s: GOGC %q is not a number or off", deploymentFile, gogc)
-		}
-		if gogc == "off" {
-			pct = -1
-		}
+	switch pct, err := strconv.Atoi(gogc); {
+	case gogc == "":
+	case gogc == "off":
+		debug.SetGCPercent(-1)
+	case err != nil:
+		return GCSettings{}, fmt.Errorf("%s: GOGC %q is not a number or off", deploymentFile, gogc)
+	default:
 		debug.SetGCPercent(pct)
 	}
 	if limit != "" {

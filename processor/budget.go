@@ -24,29 +24,29 @@ func newBudget(maxRecs int, maxBytes int64) *budget {
 	return b
 }
 
+// fits reports whether n more bytes (one record) fit now. b.mu is held.
+func (b *budget) fits(n int64) bool {
+	return b.recs < b.maxRecs && (b.recs == 0 || b.bytes+n <= b.maxBytes)
+}
+
 // tryAcquire takes n if that needs no wait, and reports whether it did.
 func (b *budget) tryAcquire(n int64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.recs < b.maxRecs && (b.recs == 0 || b.bytes+n <= b.maxBytes) {
-		b.recs++
-		b.bytes += n
-		return true
+	if !b.fits(n) {
+		return false
 	}
-	return false
+	b.recs++
+	b.bytes += n
+	return true
 }
 
 func (b *budget) acquire(ctx context.Context, n int64) error {
 	// Fast path: under the cap, take it without arming a context callback
 	// (this runs once per record).
-	b.mu.Lock()
-	if b.recs < b.maxRecs && (b.recs == 0 || b.bytes+n <= b.maxBytes) {
-		b.recs++
-		b.bytes += n
-		b.mu.Unlock()
+	if b.tryAcquire(n) {
 		return nil
 	}
-	b.mu.Unlock()
 	stop := context.AfterFunc(ctx, func() {
 		b.mu.Lock()
 		b.cond.Broadcast()
@@ -55,7 +55,7 @@ func (b *budget) acquire(ctx context.Context, n int64) error {
 	defer stop()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for b.recs >= b.maxRecs || (b.recs > 0 && b.bytes+n > b.maxBytes) {
+	for !b.fits(n) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}

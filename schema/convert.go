@@ -359,18 +359,10 @@ func indexNaN[T float32 | float64](x []T) int {
 	return -1
 }
 
-func rawFloat32(b []byte, n int, allowNaN bool) ([]float32, int) {
-	d := appendLE[float32](nil, b, n)
-	if !allowNaN {
-		if i := indexNaN(d); i >= 0 {
-			return nil, i
-		}
-	}
-	return d, -1
-}
-
-func rawFloat64(b []byte, n int, allowNaN bool) ([]float64, int) {
-	d := appendLE[float64](nil, b, n)
+// rawFloats reads n little-endian floats from b; with !allowNaN a NaN
+// fails the read and its index is returned (else -1).
+func rawFloats[T float32 | float64](b []byte, n int, allowNaN bool) ([]T, int) {
+	d := appendLE[T](nil, b, n)
 	if !allowNaN {
 		if i := indexNaN(d); i >= 0 {
 			return nil, i

@@ -580,9 +580,9 @@ func (mp *mapping) applyRaw(native map[string]any) (*tensor.Tensor, error) {
 	bad := -1
 	switch mp.dtype {
 	case tensor.Float32:
-		t.Data, bad = rawFloat32(b, n, mp.allowNaN)
+		t.Data, bad = rawFloats[float32](b, n, mp.allowNaN)
 	case tensor.Float64:
-		t.Data, bad = rawFloat64(b, n, mp.allowNaN)
+		t.Data, bad = rawFloats[float64](b, n, mp.allowNaN)
 	case tensor.Int32:
 		t.Data = rawInt32(b, n)
 	case tensor.Int64:
