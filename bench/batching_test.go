@@ -223,52 +223,35 @@ func BenchmarkBatchingRatio(b *testing.B) {
 // MLP (fnn: 784 floats).
 func BenchmarkBatching(b *testing.B) {
 	seq := seqRows(2048)
-	seqTrim := map[string]int{"token_scores": 0, "logits": -1}
-	b.Run("seq/batch1", func(b *testing.B) {
-		runBatched(b, loadModel(b, "seqpool"), seq, padConfig(1, nil, seqTrim))
-	})
-	b.Run("seq/pad-to-max", func(b *testing.B) {
-		runBatched(b, loadModel(b, "seqpool"), seq, padConfig(32, nil, seqTrim))
-	})
-	b.Run("seq/buckets", func(b *testing.B) {
-		runBatched(b, loadModel(b, "seqpool"), seq, padConfig(32, buckets32, seqTrim))
-	})
-	b.Run("seq/buckets128", func(b *testing.B) {
-		runBatched(b, loadModel(b, "seqpool"), seq, padConfig(128, buckets32, seqTrim))
-	})
-	// gru: seqgru, a GRU classifier run for each row's real length (its
-	// sequence_lens come from the mask), on the same rows as seq, with the
-	// same outputs.
-	b.Run("gru/batch1", func(b *testing.B) {
-		runBatched(b, loadModel(b, "seqgru"), seq, padConfig(1, nil, seqTrim))
-	})
-	b.Run("gru/pad-to-max", func(b *testing.B) {
-		runBatched(b, loadModel(b, "seqgru"), seq, padConfig(32, nil, seqTrim))
-	})
-	b.Run("gru/buckets", func(b *testing.B) {
-		runBatched(b, loadModel(b, "seqgru"), seq, padConfig(32, buckets32, seqTrim))
-	})
-	b.Run("gru/buckets128", func(b *testing.B) {
-		runBatched(b, loadModel(b, "seqgru"), seq, padConfig(128, buckets32, seqTrim))
-	})
 	enc := seqRowsN(512, 256, 2000)
-	encTrim := map[string]int{"embedding": -1}
-	b.Run("textenc/batch1", func(b *testing.B) {
-		runBatched(b, loadModel(b, "textenc"), enc, padConfig(1, nil, encTrim))
-	})
-	b.Run("textenc/pad-to-max", func(b *testing.B) {
-		runBatched(b, loadModel(b, "textenc"), enc, padConfig(32, nil, encTrim))
-	})
-	b.Run("textenc/buckets", func(b *testing.B) {
-		runBatched(b, loadModel(b, "textenc"), enc, padConfig(32, buckets16, encTrim))
-	})
 	mlp := mlpRows(512)
-	b.Run("mlp/batch1", func(b *testing.B) {
-		runBatched(b, loadModel(b, "fnn"), mlp, batch.Config{MaxSize: 1})
-	})
-	b.Run("mlp/batch32", func(b *testing.B) {
-		runBatched(b, loadModel(b, "fnn"), mlp, batch.Config{MaxSize: 32, MaxBytes: 64 << 20})
-	})
+	// seqgru runs each row for its real length (its sequence_lens come
+	// from the mask), on the same rows and outputs as seqpool.
+	seqTrim := map[string]int{"token_scores": 0, "logits": -1}
+	encTrim := map[string]int{"embedding": -1}
+	for _, c := range []struct {
+		name, model string
+		rows        []map[string]*tensor.Tensor
+		cfg         batch.Config
+	}{
+		{"seq/batch1", "seqpool", seq, padConfig(1, nil, seqTrim)},
+		{"seq/pad-to-max", "seqpool", seq, padConfig(32, nil, seqTrim)},
+		{"seq/buckets", "seqpool", seq, padConfig(32, buckets32, seqTrim)},
+		{"seq/buckets128", "seqpool", seq, padConfig(128, buckets32, seqTrim)},
+		{"gru/batch1", "seqgru", seq, padConfig(1, nil, seqTrim)},
+		{"gru/pad-to-max", "seqgru", seq, padConfig(32, nil, seqTrim)},
+		{"gru/buckets", "seqgru", seq, padConfig(32, buckets32, seqTrim)},
+		{"gru/buckets128", "seqgru", seq, padConfig(128, buckets32, seqTrim)},
+		{"textenc/batch1", "textenc", enc, padConfig(1, nil, encTrim)},
+		{"textenc/pad-to-max", "textenc", enc, padConfig(32, nil, encTrim)},
+		{"textenc/buckets", "textenc", enc, padConfig(32, buckets16, encTrim)},
+		{"mlp/batch1", "fnn", mlp, batch.Config{MaxSize: 1}},
+		{"mlp/batch32", "fnn", mlp, batch.Config{MaxSize: 32, MaxBytes: 64 << 20}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			runBatched(b, loadModel(b, c.model), c.rows, c.cfg)
+		})
+	}
 }
 
 // standIn is a model without ONNX Runtime: it checks a batch as every
