@@ -19,8 +19,8 @@ import (
 	"github.com/linkedin/goavro/v2"
 
 	"github.com/kinfer/kinfer/handlers"
-	"github.com/kinfer/kinfer/handlers/onnx"
 	"github.com/kinfer/kinfer/internal/config"
+	"github.com/kinfer/kinfer/internal/orttest"
 	"github.com/kinfer/kinfer/processor"
 	"github.com/kinfer/kinfer/tensor"
 )
@@ -173,9 +173,7 @@ output:
 // twentieth for textenc),
 // KINFER_BENCH_ROUNDS (3) and KINFER_BENCH_COPIES (1) adjust it.
 func BenchmarkReplay(b *testing.B) {
-	if _, err := onnx.LibraryPath(); err != nil {
-		b.Skipf("ONNX Runtime not found: %v", err)
-	}
+	orttest.Require(b)
 	records := 200000
 	if s := os.Getenv("KINFER_BENCH_RECORDS"); s != "" {
 		records, _ = strconv.Atoi(s)
