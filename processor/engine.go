@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -89,6 +90,9 @@ type stepRun struct {
 	idx  int
 	in   chan []*row
 	work chan stepBatch
+	// busy counts this step's batches queued for or in inference; the
+	// next step reads it to tell whether more rows are about to come.
+	busy atomic.Int64
 }
 
 type stepBatch struct {
@@ -413,8 +417,18 @@ func (e *Engine) enterAll(i int, rs []*row) {
 
 // batchLoop owns a step's batchers, one per variant (rows of different
 // models never share a batch), and flushes them by size, bytes and delay.
+//
+// A later step of a chain gets its rows as whole batches of the step
+// before. Waiting batch.max_delay for more only pays while that step has
+// batches queued or running (their rows arrive within one inference);
+// when it has none, the next rows are at least a max_delay away, so the
+// step sends what it holds at once instead of adding its own delay.
 func (e *Engine) batchLoop(s *stepRun) {
 	defer close(s.work)
+	var up *stepRun
+	if s.idx > 0 {
+		up = e.steps[s.idx-1]
+	}
 	batchers := map[string]*batch.Batcher{}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -440,6 +454,7 @@ func (e *Engine) batchLoop(s *stepRun) {
 	}
 	send := func(variant string, bs []*batch.Batch) {
 		for _, b := range bs {
+			s.busy.Add(1)
 			s.work <- stepBatch{variant: variant, b: b}
 		}
 	}
@@ -474,6 +489,13 @@ func (e *Engine) batchLoop(s *stepRun) {
 			if len(s.in) > 0 {
 				continue
 			}
+			// The step before counts a batch as done before it hands the
+			// rows over, so idle here means its rows are all in s.in.
+			if up != nil && up.busy.Load() == 0 && len(s.in) == 0 {
+				for v, bt := range batchers {
+					send(v, bt.Flush())
+				}
+			}
 			rearm()
 		case <-timer.C:
 			armed = false
@@ -507,6 +529,7 @@ func (e *Engine) runBatch(ctx context.Context, s *stepRun, sb stepBatch) {
 		for _, ref := range b.Refs {
 			e.deadLetter(ref.(*row), reason, fmt.Errorf("step %q: %w", s.Name, err))
 		}
+		s.busy.Add(-1)
 		return
 	}
 	defer release()
@@ -565,6 +588,8 @@ func (e *Engine) runBatch(ctx context.Context, s *stepRun, sb stepBatch) {
 	// The model is done with the stacked inputs: reuse their buffers
 	// (kept when a model returned an input as an output).
 	b.Release(outs)
+	// Done before the rows move on: see batchLoop.
+	s.busy.Add(-1)
 	if len(done) == 0 {
 		return
 	}

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -202,5 +204,100 @@ func TestGraphFailureInFirstStep(t *testing.T) {
 	}
 	if outs[0].Y[0] != 7 || outs[2].Y[0] != 11 {
 		t.Fatalf("good rows: %v %v", outs[0].Y, outs[2].Y)
+	}
+}
+
+// gated holds every batch until the test lets it go, and records the
+// batch sizes its step saw.
+type gated struct {
+	*doubler
+	release chan struct{}
+	mu      sync.Mutex
+	sizes   []int64
+}
+
+func (g *gated) Infer(ctx context.Context, in map[string]*tensor.Tensor) (map[string]*tensor.Tensor, error) {
+	g.mu.Lock()
+	g.sizes = append(g.sizes, in["x"].Shape[0])
+	g.mu.Unlock()
+	if g.release != nil {
+		<-g.release
+	}
+	return g.doubler.Infer(ctx, in)
+}
+
+func (g *gated) batchSizes() []int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.sizes)
+}
+
+// submitAll hands records {"x": i} to e without closing it.
+func submitAll(t *testing.T, e *Engine, n int) {
+	t.Helper()
+	l := newLane("in", 0)
+	for i := range n {
+		if _, err := e.Submit(context.Background(), l, &kgo.Record{Topic: "in", Offset: int64(i), Value: []byte(fmt.Sprintf(`{"x": %d}`, i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A later step of a chain does not add its own batch.max_delay when the
+// step before has nothing queued or running: its rows leave at once even
+// with a max_delay of an hour.
+func TestGraphLaterStepSkipsDelayWhenUpstreamIdle(t *testing.T) {
+	second := &gated{doubler: &doubler{n: 4}}
+	a := &Step{Name: "a", Batch: fastBatch, Inputs: []StepInput{{Tensor: "x", Key: "x"}}, Models: SingleModel{Model: named{&doubler{n: 4}, "first"}}}
+	b := &Step{Name: "b", Batch: batch.Config{MaxSize: 64, MaxDelay: time.Hour}, Inputs: []StepInput{{Tensor: "x", FromStep: 0, FromTensor: "y"}}, Models: SingleModel{Model: second}}
+	sink := &memSink{}
+	e, err := NewGraphEngine(EngineConfig{OutputTopic: "out", DeadLetterTopic: "dlq"}, graphCodec{}, []*Step{a, b}, sink, nil, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	submitAll(t, e, 3)
+	waitFor(t, "3 predictions before the second step's max_delay (1h)", func() bool { return len(sink.written()) == 3 })
+	if n := len(second.batchSizes()); n == 0 || n > 3 {
+		t.Fatalf("second step ran %d batches for 3 rows", n)
+	}
+}
+
+// While the step before still has batches queued or running, a later
+// step waits for their rows (up to its max_delay) and batches them
+// together: two upstream batches of 2 become one batch of 4.
+func TestGraphLaterStepMergesWhileUpstreamBusy(t *testing.T) {
+	first := &gated{doubler: &doubler{n: 4}, release: make(chan struct{})}
+	second := &gated{doubler: &doubler{n: 4}}
+	a := &Step{Name: "a", Batch: batch.Config{MaxSize: 2, MaxDelay: time.Hour}, Inputs: []StepInput{{Tensor: "x", Key: "x"}}, Models: SingleModel{Model: first}}
+	b := &Step{Name: "b", Batch: batch.Config{MaxSize: 64, MaxDelay: time.Hour}, Inputs: []StepInput{{Tensor: "x", FromStep: 0, FromTensor: "y"}}, Models: SingleModel{Model: second}}
+	sink := &memSink{}
+	e, err := NewGraphEngine(EngineConfig{OutputTopic: "out", DeadLetterTopic: "dlq"}, graphCodec{}, []*Step{a, b}, sink, nil, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	submitAll(t, e, 4)
+	up := e.steps[0]
+	// One batch in the model, the other queued behind it (one worker).
+	waitFor(t, "two batches in the first step", func() bool { return up.busy.Load() == 2 })
+	first.release <- struct{}{}
+	waitFor(t, "the first batch done", func() bool { return up.busy.Load() == 1 })
+	if got := second.batchSizes(); len(got) != 0 {
+		t.Fatalf("second step ran %v while the first still had a batch", got)
+	}
+	first.release <- struct{}{}
+	waitFor(t, "4 predictions", func() bool { return len(sink.written()) == 4 })
+	if got := second.batchSizes(); !slices.Equal(got, []int64{4}) {
+		t.Fatalf("second step's batches %v, want one of 4", got)
+	}
+	for i, r := range sink.written() {
+		var o graphOut
+		if err := json.Unmarshal(r.Value, &o); err != nil {
+			t.Fatal(err)
+		}
+		if want := float32(2*(2*i+1) + 1); o.Y[0] != want {
+			t.Fatalf("row %d: y=%v, want %v", i, o.Y[0], want)
+		}
 	}
 }
