@@ -195,6 +195,88 @@ func runSustained(ctx context.Context, env e2eEnv, w *Workload, in string, n, ba
 	return res, checkOutputs(ctx, env.brokers, out, s.p.Codec.OutputSchema, min(int(cLast), 200), "id", "model_name", w.PredictionField)
 }
 
+// runLiveCapacity is the rate kinfer carries while the harness produces
+// its input on the same machine, as in the latency runs (the sustained
+// runs read a backlog produced before them, so the producer's and the
+// broker's work on the input is not in their figure). The producer sends
+// as fast as its client lets it; once predictions flow, kinfer's rate
+// over the second half of dur is the capacity. The latency loads are
+// fractions of the lower of this and the sustained figure.
+func runLiveCapacity(ctx context.Context, env e2eEnv, w *Workload, batchSize int, maxDelayMs float64, dur time.Duration) (float64, error) {
+	in, out, dlq := env.name(w.Name, "live-in"), env.name(w.Name, "live-out"), env.name(w.Name, "live-dlq")
+	if err := createTopics(ctx, env.brokers, env.partitions, in, out, dlq); err != nil {
+		return 0, err
+	}
+	defer deleteTopics(env.brokers, in, out, dlq)
+	s, err := startStream(ctx, env, w, in, out, dlq, batchSize, maxDelayMs)
+	if err != nil {
+		return 0, err
+	}
+	defer s.stop()
+	prod, err := newClient(env.brokers, kgo.ProducerLinger(0))
+	if err != nil {
+		return 0, err
+	}
+	defer prod.Close()
+	pctx, stopProducing := context.WithCancel(ctx)
+	var failed atomic.Pointer[error]
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; pctx.Err() == nil; i++ {
+			prod.Produce(pctx, &kgo.Record{Topic: in, Value: w.Value(i)}, func(_ *kgo.Record, err error) {
+				if err != nil && pctx.Err() == nil {
+					failed.CompareAndSwap(nil, &err)
+				}
+			})
+		}
+	}()
+	defer wg.Wait()
+	defer stopProducing()
+
+	outputs := func() float64 { return s.produced() + s.dead() }
+	wait := func(d time.Duration, until func() bool) error {
+		deadline := time.Now().Add(d)
+		for !until() {
+			if e := failed.Load(); e != nil {
+				return fmt.Errorf("%s: producing the live input: %w", w.Name, *e)
+			}
+			if time.Now().After(deadline) {
+				return nil
+			}
+			select {
+			case err := <-s.done:
+				s.done <- err
+				return fmt.Errorf("%s: kinfer stopped early: %v", w.Name, err)
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		return nil
+	}
+	if err := wait(2*time.Minute, func() bool { return outputs() > 0 }); err != nil {
+		return 0, err
+	}
+	if outputs() == 0 {
+		return 0, fmt.Errorf("%s: no prediction within 2 minutes of live input", w.Name)
+	}
+	never := func() bool { return false }
+	if err := wait(dur/2, never); err != nil {
+		return 0, err
+	}
+	c0, t0 := outputs(), time.Now()
+	if err := wait(dur/2, never); err != nil {
+		return 0, err
+	}
+	c1, t1 := outputs(), time.Now()
+	if d := s.dead(); d > 0 {
+		return 0, fmt.Errorf("%s: %v dead letters during the live run", w.Name, d)
+	}
+	return (c1 - c0) / t1.Sub(t0).Seconds(), nil
+}
+
 // LatencyPoint is the latency at one offered load: from the input
 // record's send time to the prediction's arrival at a consumer.
 type LatencyPoint struct {
@@ -262,9 +344,7 @@ func (p *passThrough) stop() error {
 
 func passThroughRunner(env e2eEnv) startFunc {
 	return func(ctx context.Context, in, out, _ string) (runner, error) {
-		cl, err := newClient(env.brokers, kgo.ConsumerGroup(env.name("copy-group")), kgo.ConsumeTopics(in),
-			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxBytes(16<<20), kgo.FetchMaxPartitionBytes(1<<20),
-			kgo.RecordPartitioner(kgo.ManualPartitioner()))
+		cl, err := newClient(env.brokers, passThroughOpts(env.name("copy-group"), in)...)
 		if err != nil {
 			return nil, err
 		}

@@ -82,6 +82,8 @@ type sizes struct {
 	stageRecords  map[string]int
 	stageRepeats  int
 	distinctTexts int
+	// liveDur is runLiveCapacity's run.
+	liveDur time.Duration
 	// maxOffered caps the rate the latency loads are fractions of (short
 	// mode: its throughput figures are not measurements).
 	maxOffered float64
@@ -91,13 +93,13 @@ func sizesFor(short bool) sizes {
 	if short {
 		return sizes{ortDur: 20 * time.Millisecond, ortRepeats: 1,
 			records:     map[string]int{"fnn": 400, "fnn-raw": 400, "text": 120},
-			sweepRounds: 1, sweepMaxTime: time.Second, latencyDur: 700 * time.Millisecond,
+			sweepRounds: 1, sweepMaxTime: time.Second, latencyDur: 700 * time.Millisecond, liveDur: time.Second,
 			stageRecords: map[string]int{"small": 300, "fnn": 200, "fnn-raw": 200}, stageRepeats: 1, distinctTexts: 256,
 			maxOffered: 200}
 	}
 	return sizes{ortDur: time.Second, ortRepeats: 3,
 		records:     map[string]int{"fnn": 60000, "fnn-raw": 60000, "text": 12000},
-		sweepRounds: 3, sweepMaxTime: 3 * time.Second, latencyDur: 6 * time.Second,
+		sweepRounds: 3, sweepMaxTime: 3 * time.Second, latencyDur: 6 * time.Second, liveDur: 6 * time.Second,
 		stageRecords: map[string]int{"small": 20000, "fnn": 4000, "fnn-raw": 4000}, stageRepeats: 5, distinctTexts: 4096}
 }
 
@@ -319,9 +321,15 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		if base <= 0 {
 			return nil, fmt.Errorf("%s: no end-to-end throughput to base the offered loads on", w.Name)
 		}
+		progress("%s: kinfer's rate while the harness produces the input live, max_size %d", w.Name, wr.EndToEnd.BatchSize)
+		if wr.LiveCapacity, err = runLiveCapacity(ctx, env, w, wr.EndToEnd.BatchSize, opts.MaxDelayMs, sz.liveDur); err != nil {
+			return nil, err
+		}
+		base = min(base, wr.LiveCapacity)
 		if sz.maxOffered > 0 {
 			base = min(base, sz.maxOffered)
 		}
+		wr.LoadBase = base
 		progress("%s: latency at %v of %.0f records/s, max_size %d", w.Name, opts.LoadFractions, base, wr.EndToEnd.BatchSize)
 		if wr.Latency, err = runLatency(ctx, env, w, base, opts.LoadFractions, sz.latencyDur, opts.MaxDelayMs, kinferRunner(env, w, wr.EndToEnd.BatchSize, opts.MaxDelayMs)); err != nil {
 			return nil, err

@@ -74,6 +74,9 @@ func TestIntegrationBenchShort(t *testing.T) {
 		if w.Ceiling != math.Min(w.ORTBest.RowsPerSec, w.Kafka.RecordsPerSec) || w.RatioToCeiling <= 0 {
 			t.Errorf("%s: ceiling %v (%s), ratio %v", w.Name, w.Ceiling, w.CeilingName, w.RatioToCeiling)
 		}
+		if w.LiveCapacity <= 0 || w.LoadBase <= 0 || w.LoadBase > min(w.LiveCapacity, w.EndToEnd.RecordsPerSec) {
+			t.Errorf("%s: live capacity %v, load base %v (sustained %v)", w.Name, w.LiveCapacity, w.LoadBase, w.EndToEnd.RecordsPerSec)
+		}
 		if len(w.Latency) != 3 || len(w.KafkaLatency) != 3 {
 			t.Fatalf("%s: %d latency points and %d for the pass-through, want 3 each", w.Name, len(w.Latency), len(w.KafkaLatency))
 		}

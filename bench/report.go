@@ -75,6 +75,13 @@ type WorkloadReport struct {
 	// each run against the pass-through run right before it.
 	RatioPaired float64 `json:"ratio_paired"`
 
+	// LiveCapacity is kinfer's records/s while the harness produces the
+	// input live on the same machine (runLiveCapacity); LoadBase is the
+	// rate the latency loads are fractions of: the lower of it and
+	// EndToEnd (in short mode, capped further).
+	LiveCapacity float64 `json:"live_capacity_per_sec"`
+	LoadBase     float64 `json:"load_base_per_sec"`
+
 	Latency []LatencyPoint `json:"latency"`
 	// KafkaLatency is the pass-through's latency at the same loads: the
 	// floor that the broker, the clients and this machine set.
@@ -191,7 +198,13 @@ func (r *Report) notes() {
 		}
 	}
 	if len(r.Workloads) > 0 {
-		n = append(n, "The latency runs add work the sustained runs do not have: the harness produces the input at the offered rate and consumes every prediction, in the same process, and the broker serves both on the same two cores; so the load kinfer can carry there is below the sustained figure, and the 90% step can build a queue.")
+		n = append(n, "The latency runs add work the sustained runs do not have: the harness produces the input at the offered rate and consumes every prediction, in the same process, and the broker serves both on the same two cores. So the loads are fractions of the lower of the sustained figure and kinfer's rate while the harness produces the input live (the live column); the 90% step can still build a queue.")
+		for _, w := range r.Workloads {
+			if w.LiveCapacity > 0 {
+				n = append(n, fmt.Sprintf("%s: sustained %s records/s from a backlog, %s records/s with the input produced live; the loads are fractions of %s records/s.",
+					w.Name, num(w.EndToEnd.RecordsPerSec), num(w.LiveCapacity), num(w.LoadBase)))
+			}
+		}
 		n = append(n, fmt.Sprintf("Latency includes the output producer's linger (kafka.producer_linger, default %s, used here and by the pass-through): at low load a prediction can wait that long before it is sent, on top of batch.max_delay.", config.DefaultProducerLinger))
 	}
 	n = append(n, r.avroNote()...)
@@ -347,7 +360,7 @@ func (r *Report) Markdown() string {
 		}
 
 		p("\n## Latency at fixed offered loads\n\n")
-		p("Records produced at a steady rate (a fraction of the sustained end-to-end throughput) with their send time in the key; a consumer on the output topic measures arrival minus send time. The first tenth of each load step is not counted. max_delay is batch.max_delay. The pass-through columns are the Kafka pass-through (consume and produce, no model, same client settings) at the same loads: the floor that the broker, the clients and this machine set.\n\n")
+		p("Records produced at a steady rate (a fraction of the load base: the lower of the sustained end-to-end throughput and kinfer's rate with the input produced live on this machine) with their send time in the key; a consumer on the output topic measures arrival minus send time. The first tenth of each load step is not counted. max_delay is batch.max_delay. The pass-through columns are the Kafka pass-through (consume and produce, no model, same client settings) at the same loads: the floor that the broker, the clients and this machine set.\n\n")
 		p("| workload | load | offered/s | achieved/s | records | p50 ms | p95 ms | p99 ms | max ms | p50 / max_delay | p99 / max_delay | pass-through p50 ms | pass-through p99 ms |\n")
 		p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 		for _, w := range r.Workloads {
