@@ -195,13 +195,20 @@ func runSustained(ctx context.Context, env e2eEnv, w *Workload, in string, n, ba
 	return res, checkOutputs(ctx, env.brokers, out, s.p.Codec.OutputSchema, min(int(cLast), 200), "id", "model_name", w.PredictionField)
 }
 
+// liveWindow is how far the live producer may run ahead of kinfer's
+// outputs: twice kinfer's default processing.max_in_flight_records, so
+// kinfer never waits for input, while the producer sends no faster than
+// kinfer works (unthrottled, a producer of small records takes the cores
+// that the model needs, and the figure would measure that fight).
+const liveWindow = 20000
+
 // runLiveCapacity is the rate kinfer carries while the harness produces
 // its input on the same machine, as in the latency runs (the sustained
 // runs read a backlog produced before them, so the producer's and the
-// broker's work on the input is not in their figure). The producer sends
-// as fast as its client lets it; once predictions flow, kinfer's rate
-// over the second half of dur is the capacity. The latency loads are
-// fractions of the lower of this and the sustained figure.
+// broker's work on the input is not in their figure). The producer keeps
+// liveWindow records ahead of kinfer's outputs; once predictions flow,
+// kinfer's rate over the second half of dur is the capacity. The latency
+// loads are fractions of the lower of this and the sustained figure.
 func runLiveCapacity(ctx context.Context, env e2eEnv, w *Workload, batchSize int, maxDelayMs float64, dur time.Duration) (float64, error) {
 	in, out, dlq := env.name(w.Name, "live-in"), env.name(w.Name, "live-out"), env.name(w.Name, "live-dlq")
 	if err := createTopics(ctx, env.brokers, env.partitions, in, out, dlq); err != nil {
@@ -222,20 +229,26 @@ func runLiveCapacity(ctx context.Context, env e2eEnv, w *Workload, batchSize int
 	var failed atomic.Pointer[error]
 	var wg sync.WaitGroup
 	wg.Add(1)
+	outputs := func() float64 { return s.produced() + s.dead() }
 	go func() {
 		defer wg.Done()
-		for i := 0; pctx.Err() == nil; i++ {
-			prod.Produce(pctx, &kgo.Record{Topic: in, Value: w.Value(i)}, func(_ *kgo.Record, err error) {
-				if err != nil && pctx.Err() == nil {
-					failed.CompareAndSwap(nil, &err)
-				}
-			})
+		for i := 0; pctx.Err() == nil; {
+			if float64(i)-outputs() >= liveWindow {
+				time.Sleep(time.Millisecond)
+				continue
+			}
+			for end := i + 256; i < end; i++ {
+				prod.Produce(pctx, &kgo.Record{Topic: in, Value: w.Value(i)}, func(_ *kgo.Record, err error) {
+					if err != nil && pctx.Err() == nil {
+						failed.CompareAndSwap(nil, &err)
+					}
+				})
+			}
 		}
 	}()
 	defer wg.Wait()
 	defer stopProducing()
 
-	outputs := func() float64 { return s.produced() + s.dead() }
 	wait := func(d time.Duration, until func() bool) error {
 		deadline := time.Now().Add(d)
 		for !until() {
