@@ -207,22 +207,23 @@ const liveWindow = 20000
 // runs read a backlog produced before them, so the producer's and the
 // broker's work on the input is not in their figure). The producer keeps
 // liveWindow records ahead of kinfer's outputs; once predictions flow,
-// kinfer's rate over the second half of dur is the capacity. The latency
+// the capacity is the median of kinfer's half-second rates over the last
+// two thirds of dur (the rates are returned too). The latency
 // loads are fractions of the lower of this and the sustained figure.
-func runLiveCapacity(ctx context.Context, env e2eEnv, w *Workload, batchSize int, maxDelayMs float64, dur time.Duration) (float64, error) {
+func runLiveCapacity(ctx context.Context, env e2eEnv, w *Workload, batchSize int, maxDelayMs float64, dur time.Duration) (float64, []float64, error) {
 	in, out, dlq := env.name(w.Name, "live-in"), env.name(w.Name, "live-out"), env.name(w.Name, "live-dlq")
 	if err := createTopics(ctx, env.brokers, env.partitions, in, out, dlq); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer deleteTopics(env.brokers, in, out, dlq)
 	s, err := startStream(ctx, env, w, in, out, dlq, batchSize, maxDelayMs)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer s.stop()
 	prod, err := newClient(env.brokers, kgo.ProducerLinger(0))
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer prod.Close()
 	pctx, stopProducing := context.WithCancel(ctx)
@@ -270,24 +271,31 @@ func runLiveCapacity(ctx context.Context, env e2eEnv, w *Workload, batchSize int
 		return nil
 	}
 	if err := wait(2*time.Minute, func() bool { return outputs() > 0 }); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if outputs() == 0 {
-		return 0, fmt.Errorf("%s: no prediction within 2 minutes of live input", w.Name)
+		return 0, nil, fmt.Errorf("%s: no prediction within 2 minutes of live input", w.Name)
 	}
 	never := func() bool { return false }
-	if err := wait(dur/2, never); err != nil {
-		return 0, err
+	if err := wait(dur/3, never); err != nil {
+		return 0, nil, err
 	}
+	// Half-second rates, and their median: one stall of the shared
+	// machine (a broker flushing to disk) does not set the loads.
+	var rates []float64
 	c0, t0 := outputs(), time.Now()
-	if err := wait(dur/2, never); err != nil {
-		return 0, err
+	for range max(int((dur-dur/3)/(500*time.Millisecond)), 1) {
+		if err := wait(500*time.Millisecond, never); err != nil {
+			return 0, nil, err
+		}
+		c1, t1 := outputs(), time.Now()
+		rates = append(rates, (c1-c0)/t1.Sub(t0).Seconds())
+		c0, t0 = c1, t1
 	}
-	c1, t1 := outputs(), time.Now()
 	if d := s.dead(); d > 0 {
-		return 0, fmt.Errorf("%s: %v dead letters during the live run", w.Name, d)
+		return 0, rates, fmt.Errorf("%s: %v dead letters during the live run", w.Name, d)
 	}
-	return (c1 - c0) / t1.Sub(t0).Seconds(), nil
+	return median(rates), rates, nil
 }
 
 // LatencyPoint is the latency at one offered load: from the input

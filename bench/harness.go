@@ -322,7 +322,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			return nil, fmt.Errorf("%s: no end-to-end throughput to base the offered loads on", w.Name)
 		}
 		progress("%s: kinfer's rate while the harness produces the input live, max_size %d", w.Name, wr.EndToEnd.BatchSize)
-		if wr.LiveCapacity, err = runLiveCapacity(ctx, env, w, wr.EndToEnd.BatchSize, opts.MaxDelayMs, sz.liveDur); err != nil {
+		if wr.LiveCapacity, wr.LiveRates, err = runLiveCapacity(ctx, env, w, wr.EndToEnd.BatchSize, opts.MaxDelayMs, sz.liveDur); err != nil {
 			return nil, err
 		}
 		base = min(base, wr.LiveCapacity)

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -76,11 +77,13 @@ type WorkloadReport struct {
 	RatioPaired float64 `json:"ratio_paired"`
 
 	// LiveCapacity is kinfer's records/s while the harness produces the
-	// input live on the same machine (runLiveCapacity); LoadBase is the
+	// input live on the same machine (runLiveCapacity: the median of
+	// LiveRates, its half-second rates); LoadBase is the
 	// rate the latency loads are fractions of: the lower of it and
 	// EndToEnd (in short mode, capped further).
-	LiveCapacity float64 `json:"live_capacity_per_sec"`
-	LoadBase     float64 `json:"load_base_per_sec"`
+	LiveCapacity float64   `json:"live_capacity_per_sec"`
+	LiveRates    []float64 `json:"live_rates_per_half_second,omitempty"`
+	LoadBase     float64   `json:"load_base_per_sec"`
 
 	Latency []LatencyPoint `json:"latency"`
 	// KafkaLatency is the pass-through's latency at the same loads: the
@@ -198,11 +201,11 @@ func (r *Report) notes() {
 		}
 	}
 	if len(r.Workloads) > 0 {
-		n = append(n, "The latency runs add work the sustained runs do not have: the harness produces the input at the offered rate and consumes every prediction, in the same process, and the broker serves both on the same two cores. So the loads are fractions of the lower of the sustained figure and kinfer's rate while the harness produces the input live (the live column); the 90% step can still build a queue.")
+		n = append(n, "The latency runs add work the sustained runs do not have: the harness produces the input at the offered rate and consumes every prediction, in the same process, and the broker serves both on the same two cores. So the loads are fractions of the lower of the sustained figure and kinfer's rate while the harness produces the input live (below, per workload); the 90% step can still build a queue.")
 		for _, w := range r.Workloads {
 			if w.LiveCapacity > 0 {
-				n = append(n, fmt.Sprintf("%s: sustained %s records/s from a backlog, %s records/s with the input produced live; the loads are fractions of %s records/s.",
-					w.Name, num(w.EndToEnd.RecordsPerSec), num(w.LiveCapacity), num(w.LoadBase)))
+				n = append(n, fmt.Sprintf("%s: sustained %s records/s from a backlog, %s records/s with the input produced live (median of its half-second rates, %s to %s); the loads are fractions of %s records/s.",
+					w.Name, num(w.EndToEnd.RecordsPerSec), num(w.LiveCapacity), num(slices.Min(append(w.LiveRates, w.LiveCapacity))), num(slices.Max(append(w.LiveRates, w.LiveCapacity))), num(w.LoadBase)))
 			}
 		}
 		n = append(n, fmt.Sprintf("Latency includes the output producer's linger (kafka.producer_linger, default %s, used here and by the pass-through): at low load a prediction can wait that long before it is sent, on top of batch.max_delay.", config.DefaultProducerLinger))
