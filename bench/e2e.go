@@ -221,35 +221,26 @@ func runLiveCapacity(ctx context.Context, env e2eEnv, w *Workload, batchSize int
 		return 0, nil, err
 	}
 	defer s.stop()
-	prod, err := newClient(env.brokers, kgo.ProducerLinger(0))
+	prod, err := newClient(env.brokers, kgo.ProducerLinger(0), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		return 0, nil, err
 	}
 	defer prod.Close()
-	pctx, stopProducing := context.WithCancel(ctx)
+	// Warm-up: a few records on every partition, all predicted before the
+	// run starts. On a topic this new, kinfer's consumer can take seconds
+	// to fetch from some partitions (seen: 3-4 s with nothing fetched from
+	// part of the topic while every partition was assigned); that is
+	// startup, not capacity.
+	nWarm := 64 * env.partitions
+	warm := make([]*kgo.Record, nWarm)
+	for i := range warm {
+		warm[i] = &kgo.Record{Topic: in, Partition: int32(i % env.partitions), Value: w.Value(i)}
+	}
+	if err := prod.ProduceSync(ctx, warm...).FirstErr(); err != nil {
+		return 0, nil, fmt.Errorf("%s: producing the live warm-up: %w", w.Name, err)
+	}
 	var failed atomic.Pointer[error]
-	var wg sync.WaitGroup
-	wg.Add(1)
 	outputs := func() float64 { return s.produced() + s.dead() }
-	go func() {
-		defer wg.Done()
-		for i := 0; pctx.Err() == nil; {
-			if float64(i)-outputs() >= liveWindow {
-				time.Sleep(time.Millisecond)
-				continue
-			}
-			for end := i + 256; i < end; i++ {
-				prod.Produce(pctx, &kgo.Record{Topic: in, Value: w.Value(i)}, func(_ *kgo.Record, err error) {
-					if err != nil && pctx.Err() == nil {
-						failed.CompareAndSwap(nil, &err)
-					}
-				})
-			}
-		}
-	}()
-	defer wg.Wait()
-	defer stopProducing()
-
 	wait := func(d time.Duration, until func() bool) error {
 		deadline := time.Now().Add(d)
 		for !until() {
@@ -270,12 +261,35 @@ func runLiveCapacity(ctx context.Context, env e2eEnv, w *Workload, batchSize int
 		}
 		return nil
 	}
-	if err := wait(2*time.Minute, func() bool { return outputs() > 0 }); err != nil {
+	if err := wait(2*time.Minute, func() bool { return outputs() >= float64(nWarm) }); err != nil {
 		return 0, nil, err
 	}
-	if outputs() == 0 {
-		return 0, nil, fmt.Errorf("%s: no prediction within 2 minutes of live input", w.Name)
+	if n := outputs(); n < float64(nWarm) {
+		return 0, nil, fmt.Errorf("%s: %v of %d warm-up predictions within 2 minutes", w.Name, n, nWarm)
 	}
+
+	pctx, stopProducing := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := nWarm; pctx.Err() == nil; {
+			if float64(i)-outputs() >= liveWindow {
+				time.Sleep(time.Millisecond)
+				continue
+			}
+			for end := i + 256; i < end; i++ {
+				prod.Produce(pctx, &kgo.Record{Topic: in, Partition: int32(i % env.partitions), Value: w.Value(i)}, func(_ *kgo.Record, err error) {
+					if err != nil && pctx.Err() == nil {
+						failed.CompareAndSwap(nil, &err)
+					}
+				})
+			}
+		}
+	}()
+	defer wg.Wait()
+	defer stopProducing()
+
 	never := func() bool { return false }
 	if err := wait(dur/3, never); err != nil {
 		return 0, nil, err
