@@ -309,6 +309,9 @@ func runLiveCapacity(ctx context.Context, env e2eEnv, w *Workload, batchSize int
 	if d := s.dead(); d > 0 {
 		return 0, rates, fmt.Errorf("%s: %v dead letters during the live run", w.Name, d)
 	}
+	if median(rates) <= 0 {
+		return 0, rates, fmt.Errorf("%s: kinfer predicted nothing in most of the live run's half seconds: %v", w.Name, rates)
+	}
 	return median(rates), rates, nil
 }
 

@@ -256,7 +256,7 @@ func TestLatencyTarget(t *testing.T) {
 	w := WorkloadReport{
 		ORT:          []BatchPoint{{BatchSize: 8, RowsPerSec: 1000}, {BatchSize: 64, RowsPerSec: 3200}},
 		EndToEnd:     Sustained{BatchSize: 64},
-		Latency:      []LatencyPoint{{LoadFraction: 0.25, P99Ms: 1}, {LoadFraction: 0.5, P99Ms: 60}},
+		Latency:      []LatencyPoint{{LoadFraction: 0.25, P99Ms: 1, Measured: 10}, {LoadFraction: 0.5, P99Ms: 60, Measured: 10}},
 		KafkaLatency: []LatencyPoint{{LoadFraction: 0.25, P99Ms: 1}, {LoadFraction: 0.5, P99Ms: 12}},
 	}
 	w.latencyTarget(5)
@@ -269,6 +269,12 @@ func TestLatencyTarget(t *testing.T) {
 	w.latencyTarget(5)
 	if w.LatencyTarget.Met {
 		t.Errorf("p99 66 ms met a 65 ms target: %+v", w.LatencyTarget)
+	}
+	w.Latency[1].P99Ms, w.Latency[1].Measured = 0, 0
+	w.LatencyTarget = nil
+	w.latencyTarget(5)
+	if w.LatencyTarget != nil {
+		t.Errorf("a target from a 50%% point that measured nothing: %+v", w.LatencyTarget)
 	}
 	w.Latency = w.Latency[:1]
 	w.LatencyTarget = nil

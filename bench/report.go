@@ -111,7 +111,7 @@ type LatencyTarget struct {
 func (w *WorkloadReport) latencyTarget(maxDelayMs float64) {
 	rate := ortAt(w.ORT, w.EndToEnd.BatchSize)
 	for i, l := range w.Latency {
-		if l.LoadFraction != 0.5 || rate <= 0 {
+		if l.LoadFraction != 0.5 || rate <= 0 || l.Measured == 0 {
 			continue
 		}
 		t := &LatencyTarget{BatchSize: w.EndToEnd.BatchSize, BatchInferMs: 1e3 * float64(w.EndToEnd.BatchSize) / rate, P99Ms: l.P99Ms}
