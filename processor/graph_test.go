@@ -243,19 +243,29 @@ func submitAll(t *testing.T, e *Engine, n int) {
 	}
 }
 
+// slowSecondStep is a running two-step chain, b(a(x)), whose second step
+// has a batch.max_delay of an hour; the engine closes with the test.
+func slowSecondStep(t *testing.T, first batch.Config, a, b handlers.ModelHandler) (*Engine, *memSink) {
+	t.Helper()
+	steps := []*Step{
+		{Name: "a", Batch: first, Inputs: []StepInput{{Tensor: "x", Key: "x"}}, Models: SingleModel{Model: a}},
+		{Name: "b", Batch: batch.Config{MaxSize: 64, MaxDelay: time.Hour}, Inputs: []StepInput{{Tensor: "x", FromStep: 0, FromTensor: "y"}}, Models: SingleModel{Model: b}},
+	}
+	sink := &memSink{}
+	e, err := NewGraphEngine(EngineConfig{OutputTopic: "out", DeadLetterTopic: "dlq"}, graphCodec{}, steps, sink, nil, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return e, sink
+}
+
 // A later step of a chain does not add its own batch.max_delay when the
 // step before has nothing queued or running: its rows leave at once even
 // with a max_delay of an hour.
 func TestGraphLaterStepSkipsDelayWhenUpstreamIdle(t *testing.T) {
 	second := &gated{doubler: &doubler{n: 4}}
-	a := &Step{Name: "a", Batch: fastBatch, Inputs: []StepInput{{Tensor: "x", Key: "x"}}, Models: SingleModel{Model: named{&doubler{n: 4}, "first"}}}
-	b := &Step{Name: "b", Batch: batch.Config{MaxSize: 64, MaxDelay: time.Hour}, Inputs: []StepInput{{Tensor: "x", FromStep: 0, FromTensor: "y"}}, Models: SingleModel{Model: second}}
-	sink := &memSink{}
-	e, err := NewGraphEngine(EngineConfig{OutputTopic: "out", DeadLetterTopic: "dlq"}, graphCodec{}, []*Step{a, b}, sink, nil, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e, sink := slowSecondStep(t, fastBatch, named{&doubler{n: 4}, "first"}, second)
 	submitAll(t, e, 3)
 	waitFor(t, "3 predictions before the second step's max_delay (1h)", func() bool { return len(sink.written()) == 3 })
 	if n := len(second.batchSizes()); n == 0 || n > 3 {
@@ -269,14 +279,7 @@ func TestGraphLaterStepSkipsDelayWhenUpstreamIdle(t *testing.T) {
 func TestGraphLaterStepMergesWhileUpstreamBusy(t *testing.T) {
 	first := &gated{doubler: &doubler{n: 4}, release: make(chan struct{})}
 	second := &gated{doubler: &doubler{n: 4}}
-	a := &Step{Name: "a", Batch: batch.Config{MaxSize: 2, MaxDelay: time.Hour}, Inputs: []StepInput{{Tensor: "x", Key: "x"}}, Models: SingleModel{Model: first}}
-	b := &Step{Name: "b", Batch: batch.Config{MaxSize: 64, MaxDelay: time.Hour}, Inputs: []StepInput{{Tensor: "x", FromStep: 0, FromTensor: "y"}}, Models: SingleModel{Model: second}}
-	sink := &memSink{}
-	e, err := NewGraphEngine(EngineConfig{OutputTopic: "out", DeadLetterTopic: "dlq"}, graphCodec{}, []*Step{a, b}, sink, nil, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e, sink := slowSecondStep(t, batch.Config{MaxSize: 2, MaxDelay: time.Hour}, first, second)
 	submitAll(t, e, 4)
 	up := e.steps[0]
 	// One batch in the model, the other queued behind it (one worker).
