@@ -99,12 +99,15 @@ func TestBuildOutputSchema(t *testing.T) {
 	}
 }
 
-func TestOutputRoundTrip(t *testing.T) {
-	s, err := BuildOutputSchema("Prediction", "com.acme.out", txnSchema, predictionFields)
+// outputOf builds the output schema of fields over the input schema in,
+// with its builder and its encoder.
+func outputOf(t *testing.T, name, namespace, in string, fields []OutputField) (string, *OutputBuilder, *Encoder) {
+	t.Helper()
+	s, err := BuildOutputSchema(name, namespace, in, fields)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := NewOutputBuilder(s, predictionFields)
+	b, err := NewOutputBuilder(s, fields)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,6 +115,11 @@ func TestOutputRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s, b, enc
+}
+
+func TestOutputRoundTrip(t *testing.T) {
+	s, b, enc := outputOf(t, "Prediction", "com.acme.out", txnSchema, predictionFields)
 	dec, err := NewFileDecoder(s)
 	if err != nil {
 		t.Fatal(err)

@@ -30,18 +30,7 @@ func TestRowEncoderMatchesBuildRow(t *testing.T) {
 		{Name: "model_name", Source: SourceModelName},
 		{Name: "model_version", Source: SourceModelVersion},
 	}
-	s, err := BuildOutputSchema("Prediction", "t", inSchema, fields)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := NewOutputBuilder(s, fields)
-	if err != nil {
-		t.Fatal(err)
-	}
-	enc, err := NewEncoder(s)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, b, enc := outputOf(t, "Prediction", "t", inSchema, fields)
 	re := NewRowEncoder(enc, b)
 	if re == nil {
 		t.Fatal("no row encoder for a schema of native-safe types")
@@ -128,12 +117,7 @@ func TestRowEncoderMatchesBuildRow(t *testing.T) {
 	if NewRowEncoder(other, b) != nil {
 		t.Error("a row encoder for a builder of another schema")
 	}
-	ps, err := BuildOutputSchema("Prediction", "com.acme.out", txnSchema, predictionFields)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pb, _ := NewOutputBuilder(ps, predictionFields)
-	penc, _ := NewEncoder(ps)
+	_, pb, penc := outputOf(t, "Prediction", "com.acme.out", txnSchema, predictionFields)
 	if penc.native && NewRowEncoder(penc, pb) == nil {
 		t.Error("no row encoder for a native-safe schema with every field built")
 	}
