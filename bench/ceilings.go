@@ -192,7 +192,7 @@ func bestPoint(ps []BatchPoint) BatchPoint {
 func passThroughOpts(group, in string) []kgo.Opt {
 	return []kgo.Opt{kgo.ConsumerGroup(group), kgo.ConsumeTopics(in),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxBytes(16 << 20), kgo.FetchMaxPartitionBytes(1 << 20), kgo.ProducerLinger(config.DefaultProducerLinger),
+		kgo.FetchMaxBytes(config.DefaultFetchMaxBytes), kgo.FetchMaxPartitionBytes(config.DefaultFetchMaxPartitionBytes), kgo.ProducerLinger(config.DefaultProducerLinger),
 		kgo.RecordPartitioner(kgo.ManualPartitioner())}
 }
 

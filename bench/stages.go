@@ -191,7 +191,7 @@ func runStageSplit(ctx context.Context, env stageEnv, c stageCase) (*StageSplit,
 	}
 	err = add(StageFetch, true, "franz-go consumer, kinfer's fetch sizes, snappy batches (franz-go's default); client side only", func() (int, error) {
 		cons, err := newClient(env.brokers, kgo.ConsumeTopics(in), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-			kgo.FetchMaxBytes(16<<20), kgo.FetchMaxPartitionBytes(1<<20))
+			kgo.FetchMaxBytes(config.DefaultFetchMaxBytes), kgo.FetchMaxPartitionBytes(config.DefaultFetchMaxPartitionBytes))
 		if err != nil {
 			return 0, err
 		}

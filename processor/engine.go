@@ -384,15 +384,10 @@ func (e *Engine) decodeRows(rs []*row) []*row {
 	return ok
 }
 
-// enterAll sends rs to step i in one hand-over, or encodes and delivers
-// them after the last step. Rows that cannot enter are dead-lettered.
+// enterAll sends rs to step i in one hand-over (the last step's rows go
+// to the encode workers from runBatch). Rows that cannot enter are
+// dead-lettered.
 func (e *Engine) enterAll(i int, rs []*row) {
-	if i == len(e.steps) {
-		for _, r := range rs {
-			e.finish(r)
-		}
-		return
-	}
 	s := e.steps[i]
 	ok := rs[:0]
 	for _, r := range rs {

@@ -22,6 +22,13 @@ import (
 // DefaultProducerLinger is kafka.producer_linger when unset.
 const DefaultProducerLinger = time.Millisecond
 
+// DefaultFetchMaxBytes and DefaultFetchMaxPartitionBytes are
+// kafka.fetch_max_bytes and kafka.fetch_max_partition_bytes when unset.
+const (
+	DefaultFetchMaxBytes          = 16 << 20
+	DefaultFetchMaxPartitionBytes = 1 << 20
+)
+
 // Guarantee values for processing.guarantee.
 const (
 	AtLeastOnce = "at_least_once"
@@ -298,10 +305,10 @@ func (c *Config) ApplyDefaults() {
 		k.RebalanceTimeout = 60 * time.Second
 	}
 	if k.FetchMaxBytes == 0 {
-		k.FetchMaxBytes = 16 << 20
+		k.FetchMaxBytes = DefaultFetchMaxBytes
 	}
 	if k.FetchMaxPartitionBytes == 0 {
-		k.FetchMaxPartitionBytes = 1 << 20
+		k.FetchMaxPartitionBytes = DefaultFetchMaxPartitionBytes
 	}
 	if k.ProducerLinger == nil {
 		d := DefaultProducerLinger
