@@ -186,21 +186,18 @@ func bestPoint(ps []BatchPoint) BatchPoint {
 
 // passThroughOpts are the client settings of both pass-throughs (the
 // throughput ceiling and the latency floor): a group member on in with
-// kinfer's fetch sizes and kinfer's default producer linger, producing to
-// the partition it consumed from. franz-go's own default linger (10ms)
-// would put up to 10ms on the floor that kinfer (1ms) does not pay.
+// kinfer's fetch sizes and fetch wait and kinfer's default producer
+// linger, producing to the partition it consumed from. franz-go's own
+// default linger (10ms) would put up to 10ms on the floor that kinfer
+// (1ms) does not pay.
 func passThroughOpts(group, in string) []kgo.Opt {
 	return []kgo.Opt{kgo.ConsumerGroup(group), kgo.ConsumeTopics(in),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxBytes(config.DefaultFetchMaxBytes), kgo.FetchMaxPartitionBytes(config.DefaultFetchMaxPartitionBytes), kgo.ProducerLinger(config.DefaultProducerLinger),
+		kgo.FetchMaxBytes(config.DefaultFetchMaxBytes), kgo.FetchMaxPartitionBytes(config.DefaultFetchMaxPartitionBytes),
+		kgo.FetchMaxWait(config.FetchMaxWait), kgo.ProducerLinger(config.DefaultProducerLinger),
 		kgo.RecordPartitioner(kgo.ManualPartitioner())}
 }
 
-// kafkaPassThrough copies n records of topic in to a new topic with a
-// consumer-group member and a producer on one franz-go client, as kinfer
-// does (kinfer's fetch sizes, the producer's defaults, the same partition
-// out as in), and times it as runSustained times kinfer: from the first
-// records fetched to the last copy acknowledged.
 func kafkaPassThrough(ctx context.Context, brokers []string, in, out, group string, n int) (Throughput, error) {
 	cl, err := newClient(brokers, append(passThroughOpts(group, in), kgo.DisableAutoCommit())...)
 	if err != nil {

@@ -191,7 +191,8 @@ func runStageSplit(ctx context.Context, env stageEnv, c stageCase) (*StageSplit,
 	}
 	err = add(StageFetch, true, "franz-go consumer, kinfer's fetch sizes, snappy batches (franz-go's default); client side only", func() (int, error) {
 		cons, err := newClient(env.brokers, kgo.ConsumeTopics(in), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-			kgo.FetchMaxBytes(config.DefaultFetchMaxBytes), kgo.FetchMaxPartitionBytes(config.DefaultFetchMaxPartitionBytes))
+			kgo.FetchMaxBytes(config.DefaultFetchMaxBytes), kgo.FetchMaxPartitionBytes(config.DefaultFetchMaxPartitionBytes),
+			kgo.FetchMaxWait(config.FetchMaxWait))
 		if err != nil {
 			return 0, err
 		}

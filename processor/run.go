@@ -142,11 +142,7 @@ func runMember(ctx context.Context, p *Pipeline, opts RunOptions, brokers []stri
 		// polled; with the in-flight budget this bounds memory under any
 		// backlog.
 		kgo.FetchMaxBytes(int32(c.Kafka.FetchMaxBytes)), kgo.FetchMaxPartitionBytes(int32(c.Kafka.FetchMaxPartitionBytes)),
-		kgo.ProducerLinger(producerLinger(c)),
-		// franz-go's default (5s) lets one fetch request without data
-		// hold back partitions that have some for seconds (seen on a new
-		// topic under load); 500ms is the Java consumer's default.
-		kgo.FetchMaxWait(500 * time.Millisecond)}
+		kgo.ProducerLinger(producerLinger(c)), kgo.FetchMaxWait(config.FetchMaxWait)}
 	if c.Kafka.InstanceID != "" {
 		kopts = append(kopts, kgo.InstanceID(c.Kafka.InstanceID))
 	}

@@ -22,6 +22,12 @@ import (
 // DefaultProducerLinger is kafka.producer_linger when unset.
 const DefaultProducerLinger = time.Millisecond
 
+// FetchMaxWait is how long kinfer's consumer lets the broker hold a fetch
+// that has no data yet (not a setting). franz-go's default, 5s, let one
+// such fetch hold back partitions that had data for seconds (seen on a
+// new topic under load); 500ms is the Java consumer's default.
+const FetchMaxWait = 500 * time.Millisecond
+
 // DefaultFetchMaxBytes and DefaultFetchMaxPartitionBytes are
 // kafka.fetch_max_bytes and kafka.fetch_max_partition_bytes when unset.
 const (
