@@ -203,9 +203,9 @@ func (r *Report) notes() {
 	if len(r.Workloads) > 0 {
 		n = append(n, "The latency runs add work the sustained runs do not have: the harness produces the input at the offered rate and consumes every prediction, in the same process, and the broker serves both on the same two cores. So the loads are fractions of the lower of the sustained figure and kinfer's rate while the harness produces the input live (below, per workload); the 90% step can still build a queue.")
 		for _, w := range r.Workloads {
-			if w.LiveCapacity > 0 {
+			if w.LiveCapacity > 0 && len(w.LiveRates) > 0 {
 				n = append(n, fmt.Sprintf("%s: sustained %s records/s from a backlog, %s records/s with the input produced live (median of its half-second rates, %s to %s); the loads are fractions of %s records/s.",
-					w.Name, num(w.EndToEnd.RecordsPerSec), num(w.LiveCapacity), num(slices.Min(append(w.LiveRates, w.LiveCapacity))), num(slices.Max(append(w.LiveRates, w.LiveCapacity))), num(w.LoadBase)))
+					w.Name, num(w.EndToEnd.RecordsPerSec), num(w.LiveCapacity), num(slices.Min(w.LiveRates)), num(slices.Max(w.LiveRates)), num(w.LoadBase)))
 			}
 		}
 		n = append(n, fmt.Sprintf("Latency includes the output producer's linger (kafka.producer_linger, default %s, used here and by the pass-through): at low load a prediction can wait that long before it is sent, on top of batch.max_delay.", config.DefaultProducerLinger))
