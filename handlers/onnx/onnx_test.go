@@ -2,6 +2,7 @@ package onnx_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -41,15 +42,38 @@ func modelPath(tb testing.TB, name string) string {
 	return filepath.Join(modelDir(tb, name), "model.onnx")
 }
 
+// envTestProvider names the execution provider the handler tests run on
+// when set: on a GPU machine with ONNX Runtime's GPU build
+// (scripts/gpu-check.sh), KINFER_TEST_PROVIDER=cuda runs every test that
+// loads through load on CUDA, and fails any model that falls back to the
+// CPU. Unset (CI, this repository's CPU library): the CPU.
+const envTestProvider = "KINFER_TEST_PROVIDER"
+
+// load loads a model for a test, on $KINFER_TEST_PROVIDER where opts name
+// no provider, and closes it when the test ends.
 func load(tb testing.TB, opts onnx.Options) *onnx.Handler {
 	tb.Helper()
 	orttest.Require(tb)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(tb.Output(), nil))
 	}
+	want := ""
+	if p := os.Getenv(envTestProvider); p != "" && opts.Provider == "" {
+		want, opts.Provider = p, p
+		if _, bench := tb.(*testing.B); p == onnx.ProviderCUDA && opts.ProviderOptions == nil && !bench {
+			// The fixtures hold fp32 results: TF32 matrix products (CUDA's
+			// default on Ampere and later) round to 10 mantissa bits.
+			// Benchmarks keep the default: what a user's model runs with.
+			opts.ProviderOptions = map[string]string{"use_tf32": "0"}
+		}
+	}
 	h, err := onnx.Load(context.Background(), opts)
 	if err != nil {
 		tb.Fatal(err)
+	}
+	if want != "" && h.ActiveProvider() != want {
+		h.Close()
+		tb.Fatalf("%s=%s, but %s runs on %s", envTestProvider, want, opts.Path, h.ActiveProvider())
 	}
 	tb.Cleanup(func() {
 		if err := h.Close(); err != nil {
@@ -150,8 +174,9 @@ func TestNameVersionAndDefaults(t *testing.T) {
 	if h.Version() != wantSHA[:12] {
 		t.Errorf("Version() = %q, want the first 12 hex digits of the SHA-256, %q", h.Version(), wantSHA[:12])
 	}
-	if h.ActiveProvider() != onnx.ProviderCPU {
-		t.Errorf("ActiveProvider() = %q, want cpu by default", h.ActiveProvider())
+	// load asks for $KINFER_TEST_PROVIDER where it is set.
+	if want := cmp.Or(os.Getenv(envTestProvider), onnx.ProviderCPU); h.ActiveProvider() != want {
+		t.Errorf("ActiveProvider() = %q, want %s (cpu by default)", h.ActiveProvider(), want)
 	}
 	if h.Copies() != 1 {
 		t.Errorf("Copies() = %d, want 1 by default", h.Copies())
@@ -496,23 +521,29 @@ func loadWithoutLibraryChild(t *testing.T, mode string) {
 }
 
 func BenchmarkInferFNN(b *testing.B) {
-	dir := modelDir(b, "fnn")
+	benchInfer(b, modelDir(b, "fnn"), "input", []int{1, 8, 32, 128})
+}
+
+// benchInfer measures Infer on batches of each size, made of the rows of
+// dir's expected.json, on $KINFER_TEST_PROVIDER (default the CPU), and
+// reports rows/s.
+func benchInfer(b *testing.B, dir, input string, sizes []int) {
 	h := load(b, onnx.Options{Path: filepath.Join(dir, "model.onnx")})
 	fx, err := handlertest.LoadFixture(filepath.Join(dir, "expected.json"), h.Inputs(), h.Outputs())
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, n := range []int{1, 8, 32, 128} {
+	for _, n := range sizes {
 		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
 			rows := make([]*tensor.Tensor, n)
 			for i := range rows {
-				rows[i] = fx.Inputs[i%len(fx.Inputs)]["input"]
+				rows[i] = fx.Inputs[i%len(fx.Inputs)][input]
 			}
 			x, err := tensor.Stack(rows)
 			if err != nil {
 				b.Fatal(err)
 			}
-			in := map[string]*tensor.Tensor{"input": x}
+			in := map[string]*tensor.Tensor{input: x}
 			ctx := context.Background()
 			for b.Loop() {
 				if _, err := h.Infer(ctx, in); err != nil {
