@@ -80,6 +80,9 @@ func TestValidate(t *testing.T) {
 		{"shape differs from the model", "shape: [8]", "shape: [8, 1]", 2, []string{"model.inputs[0].shape"}},
 		{"output the model lacks", "- tensor: probabilities", "- tensor: probs", 2, []string{`model.outputs[1].tensor: model "fraud" has no output "probs"`}},
 		{"missing model file", "model.onnx", "nope.onnx", 2, []string{"model.path: loading", "nope.onnx"}},
+		// Valid, with advice: 64 rows of 8 float32 need 2KiB.
+		{"batch bytes below max_size", "max_size: 64\n", "max_size: 64\n  max_bytes: 1KiB\n", 0, []string{"pipeline.yaml: valid",
+			`advice: step "fraud": a row's inputs take 32B, so batch.max_bytes (1KiB) holds 32 rows, fewer than batch.max_size (64): set batch.max_bytes to at least 2KiB`}},
 		{"pass-through field not in the schema", "passthrough: [transaction_id, account_id]", "passthrough: [transaction_id, acount_id]", 2, []string{"acount_id"}},
 	}
 	for _, tc := range cases {
@@ -98,6 +101,9 @@ func TestValidate(t *testing.T) {
 				if !strings.Contains(out, w) {
 					t.Errorf("output lacks %q:\n%s", w, out)
 				}
+			}
+			if tc.old == "" && strings.Contains(out, "advice:") {
+				t.Errorf("the example as shipped gets advice:\n%s", out)
 			}
 		})
 	}

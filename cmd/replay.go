@@ -124,6 +124,7 @@ config error.`, stderr)
 		return err
 	}
 	defer p.Close()
+	warnAdvice(log, p)
 
 	mode := *progress
 	if mode == "auto" {

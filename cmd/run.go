@@ -86,6 +86,7 @@ group and a broker answered recently), /debug/pprof/ with --pprof.`, stderr)
 		return err
 	}
 	defer p.Close()
+	warnAdvice(log, p)
 	observeLoads(m, load.loaded)
 	rd.set(errors.New("connecting to kafka"))
 	return processor.RunStream(ctx, p, processor.RunOptions{

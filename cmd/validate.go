@@ -4,10 +4,19 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 
 	"github.com/kinfer/kinfer/internal/config"
 	"github.com/kinfer/kinfer/processor"
 )
+
+// warnAdvice logs the pipeline's batching advice (processor.Pipeline.Advice)
+// as warnings when a run or replay starts.
+func warnAdvice(log *slog.Logger, p *processor.Pipeline) {
+	for _, a := range p.Advice() {
+		log.Warn("batches held back by the settings", "advice", a)
+	}
+}
 
 func cmdValidate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("validate", `Check pipeline.yaml without touching Kafka: the config's fields, the input
@@ -36,6 +45,9 @@ was expected vs found. Exit status 0 when valid, 2 when not.`, stderr)
 	}
 	defer p.Close()
 	fmt.Fprintf(stdout, "%s: valid\n", cfg.File)
+	for _, a := range p.Advice() {
+		fmt.Fprintf(stdout, "  advice: %s\n", a)
+	}
 	if tp := p.Transform; tp != nil {
 		fmt.Fprintf(stdout, "  transform: %d stages, version %s", len(tp.Stages()), processor.TransformVersion(tp))
 		if a := tp.Artifacts(); a != nil {
