@@ -12,7 +12,7 @@ RACE_PKGS := ./processor/... ./batch/... ./schema/... ./internal/config/... ./tr
 
 export KINFER_CACHE := $(CACHE)
 
-.PHONY: all build test integration race fuzz vet ort kafka-fetch kafka-start kafka-stop demo bench fixtures fixtures-frameworks clean deploy-check
+.PHONY: all build test integration race fuzz vet ort ort-gpu resnet50 gpu-tests gpu-check kafka-fetch kafka-start kafka-stop demo bench fixtures fixtures-frameworks clean deploy-check
 
 all: build
 
@@ -74,6 +74,30 @@ integration: ort kafka-fetch build
 bench: ort kafka-fetch
 	$(GO) build -o bin/kinfer-bench ./bench/cmd/kinfer-bench
 	./bin/kinfer-bench $(BENCH_ARGS)
+
+## ort-gpu: fetch ONNX Runtime's GPU build (CUDA 13, TensorRT providers) from
+## PyPI's onnxruntime-gpu wheel into .cache/ort-gpu/; use it with
+## KINFER_ORT_LIB=$(CACHE)/ort-gpu/1.30.0/libonnxruntime.so
+ort-gpu:
+	bash scripts/fetch-ort-gpu.sh
+
+## resnet50: make workload 3, ResNet-50 (98 MB), in .cache/models/resnet50 with
+## PyTorch (the fixtures-frameworks venv, or PYTHON=a python with torch)
+PYTHON ?= $(CACHE)/frameworks-venv/bin/python
+resnet50:
+	$(PYTHON) testdata/models/make_resnet50.py --out $(CACHE)/models/resnet50
+
+## gpu-tests: build the test binaries and kinfer that scripts/gpu-check.sh
+## runs, for a GPU machine without Go (KINFER_GPU_TESTS=bin/gpu there)
+gpu-tests:
+	$(GO) test -c -o bin/gpu/onnx.test ./handlers/onnx
+	$(GO) test -c -o bin/gpu/cmd.test ./cmd
+	$(GO) build -o bin/gpu/kinfer ./cmd/kinfer
+
+## gpu-check: on a machine with an NVIDIA GPU, run the handler tests and the
+## ONNX Runtime and replay benchmarks on CUDA (scripts/gpu-check.sh)
+gpu-check:
+	bash scripts/gpu-check.sh
 
 ## fixtures: regenerate the ONNX test models (needs Python 3 and pip)
 fixtures:

@@ -1,6 +1,7 @@
 package kinfercmd
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -30,6 +31,13 @@ import (
 type replayBenchModel struct {
 	name  string
 	batch int
+	// path of model.onnx; default testdata/models/<name>/model.onnx.
+	path string
+	// block is the records per Avro block of the input file; default 1000.
+	block int
+	// batchBytes is batch.max_bytes and inFlightBytes
+	// processing.max_in_flight_bytes (0: the defaults, 8MiB and 64MiB).
+	batchBytes, inFlightBytes string
 	// share divides the record count: heavy models get fewer records.
 	share int
 	// schema of the input records, the mapping (YAML), and record i.
@@ -88,7 +96,7 @@ func replayBenchModels(b testing.TB) []replayBenchModel {
 		}
 		return &tensor.Tensor{DType: tensor.Float32, Shape: []int64{int64(len(d))}, Data: d}
 	}
-	return []replayBenchModel{
+	models := []replayBenchModel{
 		{
 			name: "fraud", batch: 256, share: 1, schema: string(txn),
 			mapping: `    - tensor: features
@@ -159,6 +167,60 @@ output:
 			},
 		},
 	}
+	if m, ok := resnetBenchModel(root); ok {
+		models = append(models, m)
+	}
+	return models
+}
+
+// resnetBenchModel is workload 3, ResNet-50 on 3x224x224 images as raw
+// float32 bytes (602 KB a record), where testdata/models/make_resnet50.py
+// made it (.cache/models/resnet50, or $KINFER_RESNET50_DIR): for GPU runs
+// (scripts/gpu-check.sh), at a fiftieth of the records.
+func resnetBenchModel(root string) (replayBenchModel, bool) {
+	dir := os.Getenv("KINFER_RESNET50_DIR")
+	if dir == "" {
+		dir = filepath.Join(root, ".cache", "models", "resnet50")
+	}
+	path := filepath.Join(dir, "model.onnx")
+	if _, err := os.Stat(path); err != nil {
+		return replayBenchModel{}, false
+	}
+	const size = 3 * 224 * 224
+	rng := rand.New(rand.NewPCG(7, 11))
+	images := make([][]float32, 8)
+	raw := make([][]byte, len(images))
+	for i := range images {
+		images[i] = make([]float32, size)
+		raw[i] = make([]byte, 4*size)
+		for j := range images[i] {
+			images[i][j] = rng.Float32()
+			binary.LittleEndian.PutUint32(raw[i][4*j:], math.Float32bits(images[i][j]))
+		}
+	}
+	return replayBenchModel{
+		name: "resnet50", path: path, batch: 64, share: 50, block: 16,
+		// A batch of 64 images is 38.5 MB: the default batch.max_bytes
+		// (8MiB) would cut batches at 13 rows, and the default in-flight
+		// bytes (64MiB) would hold fewer than two batches.
+		batchBytes: "64MiB", inFlightBytes: "1GiB",
+		schema: `{"type": "record", "name": "Image", "fields": [{"name": "id", "type": "string"}, {"name": "pixels", "type": "bytes"}]}`,
+		mapping: `    - tensor: pixels
+      field: pixels
+      encoding: raw
+      dtype: float32
+      shape: [3, 224, 224]
+output:
+  passthrough: [id]
+`,
+		native: func(i int) map[string]any {
+			return map[string]any{"id": "img-" + strconv.Itoa(i), "pixels": raw[i%len(raw)]}
+		},
+		input: "pixels",
+		row: func(i int) *tensor.Tensor {
+			return &tensor.Tensor{DType: tensor.Float32, Shape: []int64{3, 224, 224}, Data: images[i%len(images)]}
+		},
+	}, true
 }
 
 // BenchmarkReplay measures, in one run per model, the raw ONNX Runtime
@@ -170,8 +232,12 @@ output:
 //	go test -run '^$' -bench BenchmarkReplay -benchtime 1x ./cmd/
 //
 // KINFER_BENCH_RECORDS (default 200000 for fraud, half for fnn, a
-// twentieth for textenc),
-// KINFER_BENCH_ROUNDS (3) and KINFER_BENCH_COPIES (1) adjust it.
+// twentieth for textenc, a fiftieth for resnet50, which runs where
+// `make resnet50` made it), KINFER_BENCH_ROUNDS (3), KINFER_BENCH_COPIES
+// (1), KINFER_BENCH_BATCH (each model's own), KINFER_BENCH_PROVIDER
+// (cpu; cuda on a GPU machine, where a fallback to the CPU fails the
+// benchmark) and KINFER_BENCH_OPTIONS (the model's options as YAML flow
+// pairs, e.g. "provider.cudnn_conv_algo_search: HEURISTIC") adjust it.
 func BenchmarkReplay(b *testing.B) {
 	orttest.Require(b)
 	records := 200000
@@ -179,6 +245,9 @@ func BenchmarkReplay(b *testing.B) {
 		records, _ = strconv.Atoi(s)
 	}
 	for _, m := range replayBenchModels(b) {
+		if n, _ := strconv.Atoi(os.Getenv("KINFER_BENCH_BATCH")); n > 0 {
+			m.batch = n
+		}
 		b.Run(m.name, func(b *testing.B) {
 			dir := b.TempDir()
 			writeBenchInput(b, filepath.Join(dir, "in.avro"), m, max(records/m.share, 1))
@@ -196,7 +265,8 @@ func BenchmarkReplay(b *testing.B) {
 			b.ReportMetric(raw, "raw_rows/s")
 			b.ReportMetric(rate, "replay_rows/s")
 			b.ReportMetric(rate/raw, "ratio")
-			b.Logf("%s batch %d: raw ONNX Runtime %.0f rows/s, replay %.0f records/s (%.0f%% of raw)", m.name, m.batch, raw, rate, 100*rate/raw)
+			b.Logf("%s batch %d, %d copies on %s: raw ONNX Runtime %.0f rows/s, replay %.0f records/s (%.0f%% of raw)",
+				m.name, m.batch, cfg.Model.Copies, cfg.Model.Provider, raw, rate, 100*rate/raw)
 		})
 	}
 }
@@ -238,7 +308,7 @@ func writeBenchInput(b testing.TB, path string, m replayBenchModel, n int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	chunk := make([]any, 0, 1000)
+	chunk := make([]any, 0, cmp.Or(m.block, 1000))
 	for i := range n {
 		chunk = append(chunk, m.native(i))
 		if len(chunk) == cap(chunk) || i == n-1 {
@@ -250,8 +320,27 @@ func writeBenchInput(b testing.TB, path string, m replayBenchModel, n int) {
 	}
 }
 
+// benchProvider is the execution provider the benchmark's models run on:
+// KINFER_BENCH_PROVIDER, default cpu.
+func benchProvider() string {
+	if p := os.Getenv("KINFER_BENCH_PROVIDER"); p != "" {
+		return p
+	}
+	return "cpu"
+}
+
 func benchConfig(b testing.TB, dir string, m replayBenchModel) *config.Config {
-	root := repoRoot(b)
+	path := m.path
+	if path == "" {
+		path = filepath.Join(repoRoot(b), "testdata/models", m.name, "model.onnx")
+	}
+	extra := ""
+	if m.batchBytes != "" {
+		extra += "  max_bytes: " + m.batchBytes + "\n"
+	}
+	if m.inFlightBytes != "" {
+		extra += "processing:\n  max_in_flight_bytes: " + m.inFlightBytes + "\n"
+	}
 	sch := filepath.Join(dir, "input.avsc")
 	if err := os.WriteFile(sch, []byte(m.schema), 0o644); err != nil {
 		b.Fatal(err)
@@ -265,16 +354,18 @@ schema:
 model:
   name: %s
   copies: %d
+  provider: %s
+  options: {%s}
   path: %s
   inputs:
 %sbatch:
   max_size: %d
-metrics:
+%smetrics:
   disabled: true
 replay:
   input_files: %s
   output_codec: snappy
-`, sch, m.name, benchCopies(), filepath.Join(root, "testdata/models", m.name, "model.onnx"), m.mapping, m.batch, filepath.Join(dir, "in.avro"))
+`, sch, m.name, benchCopies(), benchProvider(), os.Getenv("KINFER_BENCH_OPTIONS"), path, m.mapping, m.batch, extra, filepath.Join(dir, "in.avro"))
 	cfg, err := config.Parse(filepath.Join(dir, "pipeline.yaml"), []byte(yaml))
 	if err != nil {
 		b.Fatal(err)
@@ -290,6 +381,9 @@ func rawCeiling(b *testing.B, cfg *config.Config, m replayBenchModel) float64 {
 		b.Fatal(err)
 	}
 	defer h.Close()
+	if p, ok := h.(interface{ ActiveProvider() string }); ok && p.ActiveProvider() != cfg.Model.Provider {
+		b.Fatalf("%s runs on %s, not on the requested %s", m.name, p.ActiveProvider(), cfg.Model.Provider)
+	}
 	rows := make([]*tensor.Tensor, m.batch)
 	for i := range rows {
 		rows[i] = m.row(i)
