@@ -392,8 +392,10 @@ type pendingBlock struct {
 	err  error
 }
 
-// blockWorkers is how many blocks of one file are decompressed at once.
-func blockWorkers() int { return max(2, runtime.GOMAXPROCS(0)) }
+// blockWorkers is how many blocks of one file are decompressed at once,
+// 2 to 4: each holds a block twice (compressed and not), on top of the
+// in-flight budget, for each of replay.parallel_files.
+func blockWorkers() int { return min(max(2, runtime.GOMAXPROCS(0)), 4) }
 
 // blockRecords decompresses b, whose first record is row first of the
 // file, and returns its records in [from, end) as file p's.
