@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -72,7 +73,7 @@ func TestValidate(t *testing.T) {
 		code           int
 		want           []string
 	}{
-		{"valid", "", "", 0, []string{"pipeline.yaml: valid", "input  features float32[?,8]", `"name":"fraud_label","type":"long"`}},
+		{"valid", "", "", 0, []string{"pipeline.yaml: valid", "input  features float32[?,8]", `"name":"fraud_label","type":"long"`, " on cpu\n"}},
 		{"dtype differs from the model", "dtype: float32", "dtype: float64", 2, []string{"model.inputs[0].dtype: model input \"features\" expects float32, found float64"}},
 		{"tensor the model lacks", "- tensor: features", "- tensor: feats", 2, []string{`model.inputs[0].tensor: model "fraud" has no input "feats" (it has: features float32[?,8])`, "model input features float32[?,8] is not mapped"}},
 		{"field of the wrong Avro type", "fields: [amount,", "fields: [transaction_id,", 2, []string{"model.inputs", "transaction_id", "string"}},
@@ -106,6 +107,25 @@ func TestValidate(t *testing.T) {
 				t.Errorf("the example as shipped gets advice:\n%s", out)
 			}
 		})
+	}
+}
+
+// kinfer validate says where each model runs, and when a GPU provider the
+// config asks for is not available on this machine.
+func TestValidateProvider(t *testing.T) {
+	orttest.Require(t)
+	cfg := exampleWith(t, "\n  path: ", "\n  provider: cuda\n  path: ")
+	var stdout, stderr bytes.Buffer
+	if code := Run([]string{"validate", "--config", cfg}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d:\n%s%s", code, stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	switch {
+	case regexp.MustCompile(`model fraud version \w+ on cuda\n`).MatchString(out):
+		t.Logf("this machine runs CUDA")
+	case !regexp.MustCompile(`model fraud version \w+ on cpu\n`).MatchString(out) ||
+		!strings.Contains(out, "note: model fraud asks for cuda but runs on cpu here (the warning above says why; a GPU build of ONNX Runtime: make ort-gpu)"):
+		t.Errorf("validate does not say the model falls back from cuda to cpu:\n%s", out)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 
+	"github.com/kinfer/kinfer/handlers"
 	"github.com/kinfer/kinfer/internal/config"
 	"github.com/kinfer/kinfer/processor"
 )
@@ -39,7 +40,8 @@ was expected vs found. Exit status 0 when valid, 2 when not.`, stderr)
 	if err := artifacts(cfg); err != nil {
 		return err
 	}
-	p, err := processor.Build(ctx, cfg, modelLoader(log, nil), processor.BuildOptions{})
+	var load modelLoad
+	p, err := processor.Build(ctx, cfg, load.wrap(modelLoader(log, nil)), processor.BuildOptions{})
 	if err != nil {
 		return err
 	}
@@ -62,8 +64,18 @@ was expected vs found. Exit status 0 when valid, 2 when not.`, stderr)
 			fmt.Fprintf(stdout, "    output %s (stage %d): %s\n", o.Name, o.Stage, desc)
 		}
 	}
+	for _, l := range load.loaded {
+		if l.active != "" && l.active != l.requested {
+			fmt.Fprintf(stdout, "  note: model %s asks for %s but runs on %s here (the warning above says why; a GPU build of ONNX Runtime: make ort-gpu)\n",
+				l.name, l.requested, l.active)
+		}
+	}
 	for _, h := range p.Models {
-		fmt.Fprintf(stdout, "  model %s version %s\n", h.Name(), h.Version())
+		fmt.Fprintf(stdout, "  model %s version %s", h.Name(), h.Version())
+		if pr, ok := h.(handlers.ProviderReporter); ok {
+			fmt.Fprintf(stdout, " on %s", pr.ActiveProvider())
+		}
+		fmt.Fprintln(stdout)
 		for _, s := range h.Inputs() {
 			fmt.Fprintf(stdout, "    input  %s\n", s)
 		}
