@@ -167,25 +167,17 @@ output:
 			},
 		},
 	}
-	if m, ok := resnetBenchModel(root); ok {
-		models = append(models, m)
+	if dir, ok, _ := orttest.ResNet50Dir(); ok {
+		models = append(models, resnetBenchModel(filepath.Join(dir, "model.onnx")))
 	}
 	return models
 }
 
-// resnetBenchModel is workload 3, ResNet-50 on 3x224x224 images as raw
-// float32 bytes (602 KB a record), where testdata/models/make_resnet50.py
-// made it (.cache/models/resnet50, or $KINFER_RESNET50_DIR): for GPU runs
-// (scripts/gpu-check.sh), at a fiftieth of the records.
-func resnetBenchModel(root string) (replayBenchModel, bool) {
-	dir := os.Getenv("KINFER_RESNET50_DIR")
-	if dir == "" {
-		dir = filepath.Join(root, ".cache", "models", "resnet50")
-	}
-	path := filepath.Join(dir, "model.onnx")
-	if _, err := os.Stat(path); err != nil {
-		return replayBenchModel{}, false
-	}
+// resnetBenchModel is workload 3, ResNet-50 (path) on 3x224x224 images as
+// raw float32 bytes (602 KB a record), where make_resnet50.py made it
+// (orttest.ResNet50Dir): for GPU runs (scripts/gpu-check.sh), at a
+// fiftieth of the records.
+func resnetBenchModel(path string) replayBenchModel {
 	const size = 3 * 224 * 224
 	rng := rand.New(rand.NewPCG(7, 11))
 	images := make([][]float32, 8)
@@ -220,7 +212,7 @@ output:
 		row: func(i int) *tensor.Tensor {
 			return &tensor.Tensor{DType: tensor.Float32, Shape: []int64{3, 224, 224}, Data: images[i%len(images)]}
 		},
-	}, true
+	}
 }
 
 // BenchmarkReplay measures, in one run per model, the raw ONNX Runtime

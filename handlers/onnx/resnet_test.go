@@ -3,13 +3,12 @@ package onnx_test
 import (
 	"context"
 	"math"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/kinfer/kinfer/handlers/handlertest"
 	"github.com/kinfer/kinfer/handlers/onnx"
-	"github.com/kinfer/kinfer/internal/repo"
+	"github.com/kinfer/kinfer/internal/orttest"
 	"github.com/kinfer/kinfer/tensor"
 )
 
@@ -21,23 +20,18 @@ const resnetRelTol = 1e-4
 // mantissa bits per product, through 50 layers.
 const resnetTF32RelTol = 2e-2
 
-// resnetDir is workload 3's model, made by testdata/models/make_resnet50.py
-// (`make resnet50`; 98 MB, so not committed): $KINFER_RESNET50_DIR, or
-// .cache/models/resnet50. The tests and benchmarks below skip where it was
-// not made: CI has no torch, and the model is for GPU runs
-// (scripts/gpu-check.sh makes it and runs them on CUDA).
+// resnetDir is workload 3's model (orttest.ResNet50Dir). The tests and
+// benchmarks below skip where it was not made: CI has no torch, and the
+// model is for GPU runs (scripts/gpu-check.sh makes it and runs them on
+// CUDA).
 func resnetDir(tb testing.TB) string {
 	tb.Helper()
-	dir := os.Getenv("KINFER_RESNET50_DIR")
-	if dir == "" {
-		root, err := repo.Root()
-		if err != nil {
-			tb.Fatal(err)
-		}
-		dir = filepath.Join(root, ".cache", "models", "resnet50")
+	dir, ok, err := orttest.ResNet50Dir()
+	if err != nil {
+		tb.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "model.onnx")); err != nil {
-		tb.Skipf("no ResNet-50 model in %s (`make resnet50` makes it; it needs torch): %v", dir, err)
+	if !ok {
+		tb.Skipf("no ResNet-50 model in %s (`make resnet50` makes it; it needs torch)", dir)
 	}
 	return dir
 }
